@@ -1,6 +1,8 @@
 """langevin-nets: Bayesian neural networks sampled with BAOAB Langevin dynamics and SMC."""
 
 from langevin_nets.activations import ACTIVATIONS, get_activation
+from langevin_nets.classic import GaussianDenseNN
+from langevin_nets.datasets import Standardizer, load_uci, toy_problem
 from langevin_nets.errors import DivergenceError
 from langevin_nets.kernels.baoab import BAOABInfo, BAOABState, build_kernel
 from langevin_nets.langevin import LangevinTrace, langevin
@@ -17,15 +19,19 @@ __all__ = [
     "BAOABState",
     "BayesianMLP",
     "DivergenceError",
+    "GaussianDenseNN",
     "LangevinTrace",
     "MAPResult",
     "Network",
     "Posterior",
     "Prediction",
+    "Standardizer",
     "build_kernel",
     "find_map",
     "get_activation",
     "langevin",
+    "load_uci",
     "mlp",
     "predict",
+    "toy_problem",
 ]

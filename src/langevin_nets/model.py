@@ -70,7 +70,10 @@ class BayesianMLP:
         self.noise_std = None if noise_std is None else positive_float(noise_std, "noise_std")
         self.network = network if network is not None else mlp(self.layer_sizes, activation)
 
-        template = self.network.init(jax.random.PRNGKey(0))
+        # Shapes only: eval_shape avoids running (and compiling) init op by op.
+        shapes = jax.eval_shape(self.network.init, jax.random.PRNGKey(0))
+        template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
+        self._template = template
         flat, self._unravel = ravel_pytree(template)
         self.num_weights = int(flat.shape[0])
         self._weight_std = jnp.asarray(self._prior_std(template))
@@ -101,7 +104,8 @@ class BayesianMLP:
     def sigma(self, position: Array) -> Array:
         """The observation noise standard deviation at ``position``."""
         if self.noise_std is not None:
-            return jnp.asarray(self.noise_std, dtype=position.dtype)
+            # jnp.asarray first: a float64 NumPy position would warn under 32-bit JAX.
+            return jnp.asarray(self.noise_std, dtype=jnp.asarray(position).dtype)
         return jnp.exp(position[0])
 
     def mean(self, position: Array, X: Array) -> Array:
@@ -111,7 +115,7 @@ class BayesianMLP:
     def parameter_names(self) -> list[str]:
         """Names of the flat coordinates, e.g. ``log_sigma``, ``W_0[0,3]``, ``b_1[0]``."""
         names = ["log_sigma"] if self.learns_noise else []
-        template = self.network.init(jax.random.PRNGKey(0))
+        template = self._template
         for layer, (W, b) in enumerate(template):
             names += [f"W_{layer}[{i},{j}]" for i in range(W.shape[0]) for j in range(W.shape[1])]
             names += [f"b_{layer}[{j}]" for j in range(b.shape[0])]
@@ -124,7 +128,7 @@ class BayesianMLP:
         out: dict[str, np.ndarray] = {}
         if self.learns_noise:
             out["sigma"] = np.exp(positions[..., 0])
-        template = self.network.init(jax.random.PRNGKey(0))
+        template = self._template
         start = self._offset
         for layer, (W, b) in enumerate(template):
             for name, arr in ((f"W_{layer}", W), (f"b_{layer}", b)):

@@ -172,7 +172,9 @@ def step(
             key, state, logdensity_fn, step_size, friction, mass, temperature
         )
     else:
-        keys = jax.random.split(key, num_integration_steps)
+        # Not split(key, n): with JAX's partitionable threefry split(key, n)[1] equals the
+        # accept key fold_in(key, 1) below, which tied the accept test to step 2's noise.
+        keys = jax.random.split(jax.random.fold_in(key, 2), num_integration_steps)
         zero = jnp.zeros((), state.logdensity.dtype)
         (new_state, work), _ = jax.lax.scan(body, (state, zero), keys)
 
