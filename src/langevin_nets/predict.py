@@ -158,6 +158,20 @@ class Prediction:
         return float(jnp.mean((yy >= lo) & (yy <= hi)))
 
 
+def _outputs_fn(model: Any) -> Any:
+    """A jitted ``(positions, X) -> (outputs, sigma)`` cached on the model."""
+    fn = getattr(model, "_predict_outputs", None)
+    if fn is None:
+
+        def outputs(positions: Array, X: Array) -> tuple[Array, Array]:
+            mu = jax.vmap(lambda p: model.mean(p, X))(positions)
+            return mu, jax.vmap(model.sigma)(positions)
+
+        fn = jax.jit(outputs)
+        model._predict_outputs = fn
+    return fn
+
+
 def predict(model: Any, samples: Any, X_new: Any, log_weights: Any = None) -> Prediction:
     """Posterior predictive of ``model`` at ``X_new``.
 
@@ -182,6 +196,5 @@ def predict(model: Any, samples: Any, X_new: Any, log_weights: Any = None) -> Pr
         )
     positions, lw = _positions_and_log_weights(samples, log_weights, model.dim)
     Xj = jnp.asarray(X, dtype=positions.dtype)
-    mu = jax.jit(jax.vmap(lambda p: model.mean(p, Xj)))(positions)
-    sigma = jax.vmap(model.sigma)(positions)
+    mu, sigma = _outputs_fn(model)(positions, Xj)
     return Prediction(mu, sigma, lw)
