@@ -1,0 +1,628 @@
+"""The ``langevin-nets`` command: ``fit`` a CSV file, run the ``uci`` benchmark, or the ``demo``.
+
+Exit status: 0 on success; 2 for bad input (options, data or config files), with one
+``error:`` line on stderr; 1 when the run itself fails (``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+import traceback
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from langevin_nets.io.config import (
+    DEFAULTS,
+    FIT_KEYS,
+    MODEL_KEYS,
+    OPTION_BY_NAME,
+    OPTIONS,
+    UCI_KEYS,
+    InputError,
+    InputTypeError,
+    ignored_options,
+    load_toml,
+    validate,
+)
+
+PROG = "langevin-nets"
+UCI_ENV = "LANGEVIN_NETS_UCI_DIR"
+# The UCI protocol's network: one hidden layer of n_hidden.txt units with this activation
+# (the published PBP / MC-dropout / deep-ensemble runs used ReLU).
+UCI_ACTIVATION = "relu"
+
+
+class UsageError(Exception):
+    """An argparse usage error, reported as one ``error:`` line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message}; see '{self.prog} --help'")
+
+
+# -- parser -----------------------------------------------------------------------------------
+
+_GROUP_TITLES = {
+    "data": "data",
+    "model": "model",
+    "method": "method",
+    "smc": "SMC (smc-adaptive, smc-data, smc-geometric)",
+    "langevin": "Langevin",
+    "kernel": "BAOAB moves (all methods)",
+    "run": "run",
+    "uci": "UCI",
+}
+
+
+def _default_text(opt: Any) -> str:
+    d = opt.default
+    if d is None:
+        return "automatic" if opt.group not in ("data",) else "none"
+    if opt.kind == "hidden":
+        return ",".join(str(h) for h in d)
+    return str(d)
+
+
+def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str], command: str) -> None:
+    groups: dict[str, Any] = {}
+    for opt in OPTIONS:
+        if opt.name not in keys or opt.name == "splits":
+            continue
+        grp = groups.get(opt.group)
+        if grp is None:
+            grp = groups[opt.group] = parser.add_argument_group(_GROUP_TITLES[opt.group])
+        help_text = opt.help
+        if opt.choices:
+            help_text += f"; one of {', '.join(opt.choices)}"
+        if command == "uci" and opt.name == "hidden":
+            help_text += " (default: one layer of n_hidden.txt units)"
+        elif command == "uci" and opt.name == "activation":
+            help_text += f" (default: {UCI_ACTIVATION})"
+        elif command == "uci" and opt.name == "out":
+            help_text = "output directory (default: runs/uci-NAME/<timestamp>)"
+        elif "(default" not in help_text and opt.group != "data" and opt.kind != "bool" or (
+            opt.kind == "bool" and opt.name not in ("quiet", "overwrite")
+        ):
+            help_text += f" (default: {_default_text(opt)})"
+        if opt.kind == "bool" and opt.name in ("quiet", "overwrite"):
+            grp.add_argument(opt.flag, action="store_true", default=argparse.SUPPRESS,
+                             help=help_text)  # fmt: skip
+        elif opt.kind == "bool":
+            grp.add_argument(opt.flag, action=argparse.BooleanOptionalAction,
+                             default=argparse.SUPPRESS, help=help_text)  # fmt: skip
+        else:
+            grp.add_argument(opt.flag, dest=opt.name, default=argparse.SUPPRESS,
+                             metavar=opt.metavar or opt.name.upper(), help=help_text)  # fmt: skip
+    run = groups["run"]
+    run.add_argument("--config", metavar="FILE.toml", default=None,
+                     help="read options from a TOML file (long option names as keys, dashes "
+                     "or underscores); options on the command line win")  # fmt: skip
+    run.add_argument("--debug", action="store_true", help="show the traceback of internal errors")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``langevin-nets``."""
+    from langevin_nets import __version__
+
+    parser = _Parser(
+        prog=PROG,
+        description="Bayesian neural networks for regression, sampled with BAOAB Langevin "
+        "dynamics and Sequential Monte Carlo.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fitp = sub.add_parser(
+        "fit", help="fit a Bayesian MLP to a CSV file",
+        description="Fit a Bayesian MLP to a CSV file (header row; target: last column by "
+        "default) and write summary.json, predictions.csv, posterior.nc, report.png and "
+        "config.toml to --out.",
+    )  # fmt: skip
+    _add_options(fitp, FIT_KEYS, "fit")
+    fitp.set_defaults(handler=cmd_fit)
+
+    ucip = sub.add_parser(
+        "uci", help="run the standard UCI regression protocol",
+        description="Fit one UCI data set on its standard train/test splits (one hidden layer "
+        f"of n_hidden.txt units, {UCI_ACTIVATION}, training-set standardisation) and report "
+        "test RMSE and log-likelihood per split and as mean +- standard error. Data: "
+        f"--data-dir, else ${UCI_ENV}, else ../shared/data/uci.",
+    )  # fmt: skip
+    ucip.add_argument("name", help="data set, e.g. boston, concrete, energy, yacht")
+    which = ucip.add_mutually_exclusive_group()
+    which.add_argument("--split", dest="split", default=argparse.SUPPRESS, metavar="K",
+                       help="run split K only")  # fmt: skip
+    which.add_argument("--splits", dest="splits", default=argparse.SUPPRESS, metavar="SPEC",
+                       help=OPTION_BY_NAME["splits"].help + " (default: all)")  # fmt: skip
+    _add_options(ucip, UCI_KEYS, "uci")
+    ucip.set_defaults(handler=cmd_uci)
+
+    demop = sub.add_parser("demo", help="fit the toy problem with every method",
+                           description="Fit the toy problem with every method and write the "
+                           "comparison to --out.")  # fmt: skip
+    demop.add_argument("--out", default="demo_out", metavar="DIR",
+                       help="output directory (default: demo_out)")
+    demop.add_argument("--seed", default="0", metavar="N", help="random seed (default: 0)")
+    demop.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    demop.add_argument("--quiet", action="store_true", help="no progress output")
+    demop.add_argument("--debug", action="store_true", help="show the traceback of errors")
+    demop.set_defaults(handler=cmd_demo)
+    return parser
+
+
+# -- shared steps ------------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _gather(args: argparse.Namespace, keys: Sequence[str]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Merge the config file (if any) and the command line; the command line wins."""
+    cli = {k: v for k, v in vars(args).items() if k in keys}
+    options: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if getattr(args, "config", None):
+        options = load_toml(args.config, tuple(keys))
+        sources = {k: args.config for k in options}
+    for k, v in cli.items():
+        options[k] = v
+        sources.pop(k, None)
+    return options, sources
+
+
+def _warn(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(f"warning: {msg}", file=sys.stderr)
+
+
+def _warn_ignored(cfg: dict[str, Any], given: set[str]) -> None:
+    for k in ignored_options(cfg, given):
+        _warn(f"{OPTION_BY_NAME[k].flag} is not used by --method {cfg['method']} (ignored)",
+              cfg["quiet"])  # fmt: skip
+
+
+def _abs(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().absolute())
+
+
+@contextlib.contextmanager
+def _quiet_warnings() -> Any:
+    with warnings.catch_warnings():
+        # ArviZ announces its refactor with a FutureWarning on import.
+        warnings.simplefilter("ignore", FutureWarning)
+        yield
+
+
+def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
+    kw = {k: cfg[k] for k in MODEL_KEYS}
+    kw["seed"] = cfg["seed"]
+    return kw
+
+
+def _fmt(v: Any, spec: str = ".4g") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "n/a"
+    return format(v, spec)
+
+
+# -- fit -------------------------------------------------------------------------------------
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """``langevin-nets fit``."""
+    from langevin_nets.io.csv_data import load_dataset
+    from langevin_nets.io.outputs import OutputDir, default_out_dir
+
+    options, sources = _gather(args, FIT_KEYS)
+    cfg = validate(options, keys=FIT_KEYS, style="cli", sources=sources)
+    if cfg["data"] is None:
+        raise InputError("no training data: give --data FILE.csv (or data = ... in --config)")
+    cfg["data"] = _abs(cfg["data"])
+    cfg["test"] = _abs(cfg["test"])
+    out = OutputDir(cfg["out"] or default_out_dir(), overwrite=cfg["overwrite"])
+    out.check()
+    cfg["out"] = str(out.path)
+    ds = load_dataset(cfg["data"], cfg["target"], cfg["features"], cfg["test"])
+    X, y, X_test, y_test = ds.X, ds.y, ds.X_test, ds.y_test
+    split_info = None
+    if cfg["test_fraction"] is not None:
+        X, y, X_test, y_test, split_info = _holdout(X, y, cfg["test_fraction"], cfg["seed"])
+    _warn_ignored(cfg, set(options))
+
+    from langevin_nets.fit import fit, import_smc
+
+    if cfg["method"] != "langevin":
+        import_smc()
+    result = fit(X, y, X_test, y_test, **_model_kwargs(cfg), progress=not cfg["quiet"],
+                 feature_names=ds.features, target_name=ds.target)  # fmt: skip
+    if result.sampler.get("hit_max_stages"):
+        _warn("SMC stopped at its stage cap before reaching the posterior; the results are "
+              "for an intermediate target", cfg["quiet"])  # fmt: skip
+    data_info = {
+        "train_file": ds.train_path,
+        "test_file": ds.test_path,
+        "test_fraction_split": split_info,
+        "target": ds.target,
+        "features": list(ds.features),
+        "n_train": int(X.shape[0]),
+        "n_test": None if X_test is None else int(X_test.shape[0]),
+    }
+    with _quiet_warnings():
+        _write_fit_outputs(out, cfg, result, X, y, X_test, y_test, data_info)
+    if not cfg["quiet"]:
+        _print_fit(result, out.path)
+    return 0
+
+
+def _holdout(X: Any, y: Any, fraction: float, seed: int) -> tuple[Any, ...]:
+    import numpy as np
+
+    n = X.shape[0]
+    n_test = max(1, round(fraction * n))
+    if n - n_test < 2:
+        raise InputError(
+            f"--test-fraction {fraction} leaves {n - n_test} training row(s) of {n}; "
+            "use a smaller fraction or more data"
+        )
+    perm = np.random.default_rng(seed).permutation(n)
+    te, tr = np.sort(perm[:n_test]), np.sort(perm[n_test:])
+    info = {"fraction": fraction, "seed": seed, "test_rows": (te + 1).tolist()}
+    return X[tr], y[tr], X[te], y[te], info
+
+
+def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dict[str, Any]:
+    from langevin_nets.io.outputs import environment
+
+    smc = result.particles is not None
+    return {
+        **environment(),
+        "command": "fit",
+        "method": result.method,
+        "seed": cfg["seed"],
+        "config": cfg,
+        "resolved": result.resolved,
+        "data": data_info,
+        "model": {
+            "layer_sizes": list(result.model.layer_sizes),
+            "num_parameters": int(result.model.dim),
+            "activation": cfg["activation"],
+            "prior": cfg["prior"],
+            "prior_scale": cfg["prior_scale"],
+            "learns_noise": bool(result.model.learns_noise),
+            "standardization": {
+                "enabled": cfg["standardize"],
+                "x_mean": result.x_scaler.mean,
+                "x_scale": result.x_scaler.scale,
+                "y_mean": float(result.y_scaler.mean[0]),
+                "y_scale": float(result.y_scaler.scale[0]),
+            },
+        },
+        "num_particles": int(result.particles.shape[0]) if smc else None,
+        "num_samples": None if smc else result.num_draws,
+        "log_evidence": result.log_evidence,
+        "log_evidence_standardized": result.log_evidence_standardized,
+        "train": None if result.train is None else result.train.as_dict(),
+        "test": None if result.test is None else result.test.as_dict(),
+        "gradient_evaluations": result.gradient_evaluations,
+        "wall_seconds": result.wall_seconds,
+        "timings": result.timings,
+        "sampler": result.sampler,
+        "stages": result.stages,
+        "units": "metrics, predictions and log_evidence are in the target's original units",
+        "posterior_nc": "SMC particles resampled to equal weights (systematic), one chain"
+        if smc
+        else "Langevin draws, one chain per --chains",
+    }
+
+
+def _write_fit_outputs(
+    out: Any, cfg: dict[str, Any], result: Any, X: Any, y: Any, X_test: Any, y_test: Any,
+    data_info: dict[str, Any],
+) -> None:  # fmt: skip
+    from langevin_nets.io.outputs import (
+        inference_data,
+        write_json,
+        write_posterior,
+        write_predictions,
+    )
+    from langevin_nets.io.report import write_report
+
+    with out.staging() as tmp:
+        write_json(tmp / "summary.json", _summary(cfg, result, data_info))
+        if X_test is not None:
+            pred = result.predict(X_test, 0.9)
+            write_predictions(tmp / "predictions.csv", X_test, result.feature_names, pred,
+                              y_test, result.target_name)  # fmt: skip
+        else:
+            pred = result.predict(X, 0.9)
+            write_predictions(tmp / "predictions.csv", X, result.feature_names, pred, y,
+                              result.target_name)  # fmt: skip
+        write_posterior(tmp / "posterior.nc", inference_data(result, X, y, X_test))
+        write_report(tmp / "report.png", result, X, y, X_test, y_test)
+        (tmp / "config.toml").write_text(_config_text(cfg, "fit"))
+
+
+def _config_text(cfg: dict[str, Any], command: str) -> str:
+    from langevin_nets.io.outputs import config_toml_text
+
+    run_only = ("out", "overwrite", "quiet")
+    keep = {k: v for k, v in cfg.items() if k not in run_only}
+    text = config_toml_text(keep, command)
+    return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only)
+
+
+def _print_fit(result: Any, out: Path) -> None:
+    smc = result.particles is not None
+    size = (
+        f"{result.particles.shape[0]} particles, {len(result.stages or [])} stages"
+        if smc
+        else f"{result.draws.shape[0]} chain(s) x {result.draws.shape[1]} samples"
+    )
+    print(f"{PROG} fit: {result.method}, {size}, {result.wall_seconds:.1f} s "
+          f"({result.gradient_evaluations} gradient evaluations)")  # fmt: skip
+    for name, m in (("train", result.train), ("test", result.test)):
+        if m is not None:
+            print(f"  {name + ':':6} RMSE {_fmt(m.rmse)}  log-lik {_fmt(m.log_likelihood)}  "
+                  f"coverage(90%) {_fmt(m.coverage_90, '.3f')}  (n={m.n})")  # fmt: skip
+    if result.log_evidence is not None:
+        print(f"  log evidence {result.log_evidence:.6g}")
+    print(f"  outputs in {out}")
+
+
+# -- uci ---------------------------------------------------------------------------------------
+
+
+def _uci_call(fn: Any, *args: Any) -> Any:
+    """Call a :mod:`langevin_nets.datasets` UCI helper; its ValueErrors are input errors."""
+    try:
+        return fn(*args)
+    except (ValueError, OSError) as e:
+        raise InputError(str(e)) from None
+
+
+def uci_info(data_dir: Path, name: str) -> dict[str, Any]:
+    """Number of splits and hidden units of a UCI data set, with a clear error if missing."""
+    import numpy as np
+
+    folder = data_dir / name
+    if not (folder / "data.txt").is_file():
+        avail = sorted(p.name for p in data_dir.iterdir() if (p / "data.txt").is_file())
+        raise InputError(
+            f"unknown UCI data set {name!r} in {str(data_dir)!r}; "
+            f"available: {', '.join(avail) or 'none'}; check the name or --data-dir"
+        )
+    try:
+        n_splits = int(np.loadtxt(folder / "n_splits.txt", ndmin=1)[0])
+        n_hidden = int(np.loadtxt(folder / "n_hidden.txt", ndmin=1)[0])
+    except (OSError, ValueError, IndexError) as e:
+        raise InputError(f"UCI data set folder {str(folder)!r} is incomplete: {e}") from None
+    return {"folder": folder, "n_splits": n_splits, "n_hidden": n_hidden}
+
+
+def cmd_uci(args: argparse.Namespace) -> int:
+    """``langevin-nets uci NAME``."""
+    from langevin_nets.io.outputs import OutputDir, default_out_dir
+
+    if "split" in vars(args):
+        args.splits = args.split
+        del args.split
+    options, sources = _gather(args, UCI_KEYS)
+    cfg = validate(options, keys=UCI_KEYS, style="cli", sources=sources)
+    from langevin_nets.datasets import find_uci_dir, load_uci
+
+    data_dir = _uci_call(find_uci_dir, cfg["data_dir"]).absolute()
+    info = uci_info(data_dir, args.name)
+    splits = cfg["splits"] or "all"
+    splits = tuple(range(info["n_splits"])) if splits == "all" else splits
+    bad = [k for k in splits if k >= info["n_splits"]]
+    if bad:
+        raise InputError(
+            f"{args.name} has splits 0 to {info['n_splits'] - 1}; split {bad[0]} does not exist"
+        )
+    cfg["data_dir"] = str(data_dir)
+    cfg["splits"] = list(splits)
+    if "hidden" not in options:
+        cfg["hidden"] = (info["n_hidden"],)
+    if "activation" not in options:
+        cfg["activation"] = UCI_ACTIVATION
+    out = OutputDir(cfg["out"] or default_out_dir(Path("runs") / f"uci-{args.name}"),
+                    overwrite=cfg["overwrite"])  # fmt: skip
+    out.check()
+    cfg["out"] = str(out.path)
+    _warn_ignored(cfg, set(options))
+
+    from langevin_nets.fit import fit, import_smc
+
+    if cfg["method"] != "langevin":
+        import_smc()
+    quiet = cfg["quiet"]
+    rows = []
+    if not quiet:
+        print(f"{PROG} uci {args.name}: {cfg['method']}, hidden {list(cfg['hidden'])}, "
+              f"{cfg['activation']}, splits {_splits_text(splits)}")  # fmt: skip
+        print(_row_header())
+    for k in splits:
+        X, y, Xt, yt, _ = _uci_call(load_uci, args.name, k, data_dir)
+        y, yt = y.reshape(-1), yt.reshape(-1)
+        res = fit(X, y, Xt, yt, **_model_kwargs(cfg), progress=not quiet)
+        row = {
+            "split": k,
+            "n_train": int(X.shape[0]),
+            "n_test": int(Xt.shape[0]),
+            "test_rmse": res.test.rmse,
+            "test_log_likelihood": res.test.log_likelihood,
+            "test_coverage_90": res.test.coverage_90,
+            "train_rmse": res.train.rmse,
+            "train_log_likelihood": res.train.log_likelihood,
+            "log_evidence": res.log_evidence,
+            "gradient_evaluations": res.gradient_evaluations,
+            "wall_seconds": res.wall_seconds,
+            "num_stages": len(res.stages) if res.stages is not None else None,
+        }
+        rows.append(row)
+        if not quiet:
+            print(_row_text(row), flush=True)
+    agg = _aggregate(rows)
+    if not quiet:
+        print(_agg_text(agg))
+    from langevin_nets.io.outputs import environment, write_json
+
+    results = {
+        **environment(),
+        "command": "uci",
+        "dataset": args.name,
+        "method": cfg["method"],
+        "seed": cfg["seed"],
+        "config": cfg,
+        "protocol": "one hidden layer, training-split standardisation of inputs and target; "
+        "test RMSE and mean test log predictive density in the target's original units; "
+        "mean +- standard error (sample std / sqrt(splits)) over splits",
+        "splits": rows,
+        "aggregate": agg,
+    }
+    with _quiet_warnings(), out.staging() as tmp:
+        write_json(tmp / "results.json", results)
+        (tmp / "results.md").write_text(_results_md(args.name, cfg, rows, agg))
+        (tmp / "config.toml").write_text(_config_text(cfg, f"uci {args.name}"))
+    if not quiet:
+        print(f"  outputs in {out.path}")
+    return 0
+
+
+def _splits_text(splits: Sequence[int]) -> str:
+    s = list(splits)
+    if len(s) > 1 and s == list(range(s[0], s[-1] + 1)):
+        return f"{s[0]}-{s[-1]}"
+    return ",".join(str(k) for k in s)
+
+
+_COLS = (("split", "split", "d"), ("test_rmse", "test RMSE", ".4f"),
+         ("test_log_likelihood", "test LL", ".4f"), ("test_coverage_90", "cov90", ".3f"),
+         ("log_evidence", "log Z", ".2f"), ("wall_seconds", "seconds", ".1f"))  # fmt: skip
+
+
+def _row_header() -> str:
+    return "  ".join(f"{title:>11}" for _, title, _ in _COLS)
+
+
+def _row_text(row: dict[str, Any]) -> str:
+    return "  ".join(f"{_fmt(row[k], spec):>11}" for k, _, spec in _COLS)
+
+
+def _aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import numpy as np
+
+    out: dict[str, Any] = {"num_splits": len(rows)}
+    for key in ("test_rmse", "test_log_likelihood", "test_coverage_90", "log_evidence",
+                "wall_seconds"):  # fmt: skip
+        vals = np.array([r[key] for r in rows if r[key] is not None], dtype=float)
+        if vals.size == 0:
+            out[key] = None
+            continue
+        se = float(vals.std(ddof=1) / math.sqrt(vals.size)) if vals.size > 1 else None
+        out[key] = {"mean": float(vals.mean()), "stderr": se}
+    return out
+
+
+def _pm(agg: dict[str, Any], key: str, spec: str) -> str:
+    v = agg.get(key)
+    if v is None:
+        return "n/a"
+    se = v["stderr"]
+    return f"{v['mean']:{spec}}" + ("" if se is None else f" ± {se:{spec}}")
+
+
+def _agg_text(agg: dict[str, Any]) -> str:
+    return (f"mean ± s.e. over {agg['num_splits']} split(s): test RMSE "
+            f"{_pm(agg, 'test_rmse', '.4f')}, test LL {_pm(agg, 'test_log_likelihood', '.4f')}, "
+            f"coverage(90%) {_pm(agg, 'test_coverage_90', '.3f')}")  # fmt: skip
+
+
+def _results_md(name: str, cfg: dict[str, Any], rows: list[dict[str, Any]], agg: dict) -> str:
+    lines = [
+        f"# UCI {name}: {cfg['method']}",
+        "",
+        f"One hidden layer {list(cfg['hidden'])}, {cfg['activation']}, prior {cfg['prior']}, "
+        f"seed {cfg['seed']}. Test metrics in the target's original units.",
+        "",
+        "| split | n_train | n_test | test RMSE | test LL | coverage 90% | log Z | seconds |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['split']} | {r['n_train']} | {r['n_test']} | {_fmt(r['test_rmse'], '.4f')} "
+            f"| {_fmt(r['test_log_likelihood'], '.4f')} | {_fmt(r['test_coverage_90'], '.3f')} "
+            f"| {_fmt(r['log_evidence'], '.2f')} | {_fmt(r['wall_seconds'], '.1f')} |"
+        )
+    lines += [
+        f"| **mean ± s.e.** | | | {_pm(agg, 'test_rmse', '.4f')} "
+        f"| {_pm(agg, 'test_log_likelihood', '.4f')} | {_pm(agg, 'test_coverage_90', '.3f')} "
+        f"| {_pm(agg, 'log_evidence', '.2f')} | {_pm(agg, 'wall_seconds', '.1f')} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``langevin-nets demo``: delegates to :func:`langevin_nets.demo.run_demo`."""
+    seed = validate({"seed": args.seed}, keys=("seed",), style="cli")["seed"]
+    # run_demo checks and writes its output directory itself.
+    from langevin_nets.demo import run_demo
+
+    with _quiet_warnings():
+        run_demo(args.out, quiet=args.quiet, seed=seed, quick=args.quick)
+    return 0
+
+
+# -- entry point --------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``langevin-nets`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except UsageError as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except SystemExit as e:  # --help, --version
+        return int(e.code or 0) if not isinstance(e.code, str) else 2
+    from langevin_nets.errors import DivergenceError
+    from langevin_nets.fit import SMCUnavailableError
+
+    try:
+        return int(args.handler(args))
+    except (InputError, InputTypeError) as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 2
+    except (DivergenceError, SMCUnavailableError) as e:
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            traceback.print_exc()
+        hint = "" if debug else " (rerun with --debug for the traceback)"
+        print(f"error: internal error: {_one_line(f'{type(e).__name__}: {e}')}{hint}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+__all__ = ["DEFAULTS", "build_parser", "main"]

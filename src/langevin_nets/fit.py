@@ -1,0 +1,704 @@
+"""The fit pipeline behind ``langevin-nets fit``, usable from Python.
+
+>>> result = fit(X, y, X_test, y_test, method="smc-adaptive")    # doctest: +SKIP
+>>> result.test.rmse, result.log_evidence                         # doctest: +SKIP
+
+Inputs and target are standardised with the training statistics (unless
+``standardize=False``); the model is fit in standardised units and every metric,
+prediction and the log evidence are reported in the original units.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from langevin_nets.datasets import Standardizer
+from langevin_nets.io.config import (
+    DEFAULTS,
+    MODEL_KEYS,
+    InputError,
+    validate,
+)
+
+SMC_SCHEDULES = {"smc-adaptive": "adaptive", "smc-data": "data", "smc-geometric": "geometric"}
+DEFAULT_GEOMETRIC_STAGES = 50
+# smc-data adds the data in about this many equal batches by default.
+DEFAULT_DATA_STAGES = 50
+# Langevin's automatic friction: momentum decorrelates over about 1 / FRICTION_TIMES_STEP steps.
+FRICTION_TIMES_STEP = 0.05
+MAP_LEARNING_RATE = 1e-2
+# Langevin's step-size tuning (during burn-in) aims at this mean Metropolis acceptance.
+TARGET_ACCEPTANCE = 0.85
+MIN_ADAPTATION_STEPS = 100
+CALIBRATION_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+# -- standardisation ------------------------------------------------------------------------
+
+
+def _scaler(a: np.ndarray, enabled: bool) -> Standardizer:
+    """Training-set standardisation, or the identity map when ``enabled`` is false."""
+    if enabled:
+        return Standardizer.fit(a)
+    return Standardizer(np.zeros(a.shape[1]), np.ones(a.shape[1]))
+
+
+# -- results --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Predictive metrics on one data set, in the target's original units."""
+
+    n: int
+    rmse: float
+    log_likelihood: float
+    coverage_90: float
+    calibration: dict[str, float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "rmse": self.rmse,
+            "log_likelihood": self.log_likelihood,
+            "coverage_90": self.coverage_90,
+            "calibration": self.calibration,
+        }
+
+
+@dataclass(frozen=True)
+class PredictiveSummary:
+    """Posterior predictive at some inputs, in the target's original units.
+
+    ``lower``/``upper`` bound the central ``level`` interval of a new observation (noise
+    included); ``function_lower``/``function_upper`` that of the network's output.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+    std_without_noise: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    function_lower: np.ndarray
+    function_upper: np.ndarray
+    level: float
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes
+    ----------
+    method : str
+    config : dict
+        The options as given, defaults filled in; ``None`` means chosen automatically.
+    resolved : dict
+        The automatic choices actually made (stages, batch size, step size, friction...).
+    model : BayesianMLP
+        The model, in standardised units.
+    draws : ndarray ``(chains, draws, dim)``
+        Equal-weight posterior draws (SMC: the particles resampled to equal weights,
+        one chain).
+    particles, log_weights : ndarray or None
+        SMC only: the final weighted particles (used for predictions).
+    x_scaler, y_scaler : Standardizer
+    log_evidence : float or None
+        SMC only: log p(y | X) in the target's original units.
+    log_evidence_standardized : float or None
+        The same for the standardised target.
+    train, test : Metrics or None
+    gradient_evaluations : int
+    wall_seconds : float
+    stages : list of dict or None
+        SMC only: one entry per stage (lambda, data points, ESS, resampled, acceptance...).
+    sampler : dict
+        Sampler diagnostics (acceptance, divergences, step size...).
+    raw : object
+        The SMC result or Langevin trace.
+    feature_names, target_name
+    """
+
+    method: str
+    config: dict[str, Any]
+    resolved: dict[str, Any]
+    model: Any
+    draws: np.ndarray
+    particles: np.ndarray | None
+    log_weights: np.ndarray | None
+    x_scaler: Standardizer
+    y_scaler: Standardizer
+    log_evidence: float | None
+    log_evidence_standardized: float | None
+    train: Metrics | None
+    test: Metrics | None
+    gradient_evaluations: int
+    wall_seconds: float
+    stages: list[dict[str, Any]] | None
+    sampler: dict[str, Any]
+    raw: Any
+    feature_names: tuple[str, ...]
+    target_name: str
+    timings: dict[str, float] = field(default_factory=dict)
+    ancestors: np.ndarray | None = None
+
+    @property
+    def num_draws(self) -> int:
+        return int(self.draws.shape[0] * self.draws.shape[1])
+
+    def _samples(self) -> tuple[np.ndarray, np.ndarray | None]:
+        if self.particles is not None:
+            return self.particles, self.log_weights
+        return self.draws.reshape(-1, self.draws.shape[-1]), None
+
+    def prediction(self, X_new: Any) -> Any:
+        """The core :class:`~langevin_nets.predict.Prediction` at ``X_new`` (standardised units)."""
+        from langevin_nets.predict import predict
+
+        X = _matrix(X_new, "X_new", self.x_scaler.mean.shape[0])
+        positions, lw = self._samples()
+        return predict(self.model, positions, self.x_scaler.transform(X), log_weights=lw)
+
+    def predict(self, X_new: Any, level: float = 0.9) -> PredictiveSummary:
+        """Predictive mean, std and central ``level`` interval at ``X_new``, original units."""
+        return _summarise(self.prediction(X_new), self.y_scaler, level)
+
+    def evaluate(self, X: Any, y: Any) -> Metrics:
+        """RMSE, log predictive density, coverage and calibration on ``(X, y)``."""
+        yy = np.asarray(y, dtype=float).reshape(-1)
+        return _metrics(self.prediction(X), yy, self.y_scaler)
+
+
+def _summarise(pred: Any, y_scaler: Standardizer, level: float) -> PredictiveSummary:
+    s, m = float(y_scaler.scale[0]), float(y_scaler.mean[0])
+    lo, hi = pred.interval(level, noise=True)
+    flo, fhi = pred.interval(level, noise=False)
+    return PredictiveSummary(
+        mean=np.asarray(pred.mean) * s + m,
+        std=np.asarray(pred.std) * s,
+        std_without_noise=np.asarray(pred.std_without_noise) * s,
+        lower=np.asarray(lo) * s + m,
+        upper=np.asarray(hi) * s + m,
+        function_lower=np.asarray(flo) * s + m,
+        function_upper=np.asarray(fhi) * s + m,
+        level=level,
+    )
+
+
+def _pit(pred: Any, y_std: np.ndarray) -> np.ndarray:
+    """Predictive CDF at each target (the probability integral transform)."""
+    from scipy.special import ndtr
+
+    mu = np.asarray(pred.samples)[..., 0]  # (S, n)
+    sigma = np.asarray(pred.sigma)[:, None]
+    w = np.asarray(pred.weights)[:, None]
+    return np.sum(w * ndtr((y_std[None, :] - mu) / sigma), axis=0)
+
+
+def _metrics(pred: Any, y: np.ndarray, y_scaler: Standardizer) -> Metrics:
+    s, m = float(y_scaler.scale[0]), float(y_scaler.mean[0])
+    y_std = (y - m) / s
+    mean = np.asarray(pred.mean) * s + m
+    rmse = float(np.sqrt(np.mean((y - mean) ** 2)))
+    # Density of the original-unit target: divide by the scale (Jacobian).
+    ll = float(pred.log_predictive_density(y_std[:, None])) - math.log(s)
+    lo, hi = pred.interval(0.9, noise=True)
+    lo, hi = np.asarray(lo), np.asarray(hi)
+    cov90 = float(np.mean((y_std >= lo) & (y_std <= hi)))
+    # y lies in the central interval of level L iff its PIT lies in [(1-L)/2, (1+L)/2].
+    pit = _pit(pred, y_std)
+    calib = {f"{lvl:g}": float(np.mean(np.abs(pit - 0.5) <= lvl / 2)) for lvl in CALIBRATION_LEVELS}
+    return Metrics(int(y.shape[0]), rmse, ll, cov90, calib)
+
+
+# -- input checks ---------------------------------------------------------------------------
+
+
+def _matrix(a: Any, name: str, columns: int | None = None) -> np.ndarray:
+    try:
+        arr = np.asarray(a, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be an array of numbers, got {type(a).__name__}") from None
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2:
+        raise InputError(f"{name} must be 1-D or 2-D (rows, features), got shape {arr.shape}")
+    if columns is not None and arr.shape[1] != columns:
+        raise InputError(f"{name} has {arr.shape[1]} column(s) but the model takes {columns}")
+    if not np.all(np.isfinite(arr)):
+        r, c = np.argwhere(~np.isfinite(arr))[0]
+        what = "a NaN" if np.isnan(arr[r, c]) else "an infinite"
+        raise InputError(
+            f"{name} has {what} value at row {r + 1}, column {c + 1}; "
+            "remove or replace NaN and infinite values"
+        )
+    return arr
+
+
+def _vector(a: Any, name: str, rows: int, rows_of: str) -> np.ndarray:
+    arr = _matrix(a, name)
+    if arr.shape[1] != 1:
+        raise InputError(f"{name} must be a single target column, got shape {arr.shape}")
+    if arr.shape[0] != rows:
+        raise InputError(f"{name} has {arr.shape[0]} rows but {rows_of} has {rows}")
+    return arr[:, 0]
+
+
+def check_data(
+    X: Any, y: Any, X_test: Any = None, y_test: Any = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Validate training and test arrays (finite, matching shapes, at least 2 rows)."""
+    X = _matrix(X, "X")
+    if X.shape[0] < 2:
+        raise InputError(f"X has {X.shape[0]} row(s); at least 2 training rows are needed")
+    y = _vector(y, "y", X.shape[0], "X")
+    if X_test is None:
+        if y_test is not None:
+            raise InputError("y_test was given without X_test")
+        return X, y, None, None
+    X_test = _matrix(X_test, "X_test", X.shape[1])
+    if y_test is not None:
+        y_test = _vector(y_test, "y_test", X_test.shape[0], "X_test")
+    return X, y, X_test, y_test
+
+
+class SMCUnavailableError(RuntimeError):
+    """An SMC method was asked for but :mod:`langevin_nets.smc` cannot be imported."""
+
+
+def import_smc() -> Any:
+    """The SMC engine, or a clear error if it is not available."""
+    try:
+        from langevin_nets.smc import smc
+    except ImportError as e:
+        raise SMCUnavailableError(
+            f"the SMC methods need langevin_nets.smc, which could not be imported ({e}); "
+            "use --method langevin"
+        ) from None
+    return smc
+
+
+# -- the pipeline ---------------------------------------------------------------------------
+
+
+def fit(
+    X: Any,
+    y: Any,
+    X_test: Any = None,
+    y_test: Any = None,
+    *,
+    method: str = "smc-adaptive",
+    hidden: Sequence[int] | str = (50,),
+    activation: str = "tanh",
+    prior: str = "fan_in",
+    prior_scale: float = 1.0,
+    noise_shape: float = 1.0,
+    noise_std: float | None = None,
+    standardize: bool = True,
+    particles: int = 128,
+    stages: int | None = None,
+    batch_size: int | None = None,
+    steps: int | None = 5,
+    target_ess: float = 0.5,
+    ess_threshold: float = 0.5,
+    resampling: str = "systematic",
+    samples: int = 500,
+    burnin: int = 1000,
+    thin: int = 4,
+    chains: int = 4,
+    map_steps: int = 2000,
+    step_size: float | None = None,
+    friction: float | None = None,
+    mass: float = 1.0,
+    metropolis: bool = True,
+    seed: int = 0,
+    progress: bool = False,
+    feature_names: Sequence[str] | None = None,
+    target_name: str | None = None,
+) -> FitResult:
+    """Fit a Bayesian MLP to ``(X, y)`` and evaluate it on the training and test data.
+
+    Parameters
+    ----------
+    X : array ``(n, d)`` (or ``(n,)`` for one feature)
+    y : array ``(n,)``
+    X_test, y_test : arrays, optional
+        Test inputs, and targets if known (then test metrics are computed).
+    method : {"smc-adaptive", "smc-data", "smc-geometric", "langevin"}
+        ``smc-adaptive``: likelihood tempering with the next temperature chosen for a
+        relative ESS of ``target_ess``; ``smc-geometric``: ``stages`` geometric
+        temperatures (default 50); ``smc-data``: data annealing, ``batch_size`` points
+        per stage (default: about 50 stages); ``langevin``: ``chains`` BAOAB chains,
+        each started from its own MAP estimate (``map_steps`` Adam steps).
+    hidden : sequence of int or str
+        Hidden layer widths; ``()`` or ``""`` for Bayesian linear regression.
+    activation, prior, prior_scale, noise_shape
+        The model (see :class:`~langevin_nets.model.BayesianMLP`); ``noise_shape`` is
+        ignored when ``noise_std`` is given.
+    noise_std : float, optional
+        Fixed noise standard deviation in the target's original units.
+    standardize : bool
+        Standardise inputs and target with the training statistics.
+    particles, steps, ess_threshold, resampling
+        SMC: particles, MCMC moves per stage (each an HMC-like trajectory of the
+        engine's default length; ``None``: the engine's default number), resampling
+        threshold on the relative ESS, resampling scheme. The defaults (128 particles,
+        5 moves) fit a 455-row UCI set in about 80 CPU-seconds.
+    samples, burnin, thin, chains, map_steps
+        Langevin: samples kept per chain, burn-in steps, steps between kept samples,
+        chains, Adam steps of each chain's MAP search.
+    step_size, friction, mass, metropolis
+        BAOAB settings. ``step_size=None``: SMC adapts it per stage; Langevin tunes it
+        during burn-in (at least 100 steps) by dual averaging towards a Metropolis
+        acceptance of 0.85, then keeps it fixed. ``friction=None``: the engine's choice
+        (SMC) or ``0.05 / step_size`` (Langevin).
+    seed : int
+    progress : bool
+        Progress bars on stderr.
+    feature_names, target_name : optional
+        Names used in the outputs.
+
+    Returns
+    -------
+    FitResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        For bad options or data, before anything is compiled.
+    SMCUnavailableError (a RuntimeError)
+        If an SMC method is asked for and the SMC engine is not available.
+    DivergenceError
+        If an unadjusted Langevin chain diverged.
+    """
+    given = dict(
+        method=method, hidden=hidden, activation=activation, prior=prior,
+        prior_scale=prior_scale, noise_shape=noise_shape if noise_std is None else None,
+        noise_std=noise_std, standardize=standardize, particles=particles, stages=stages,
+        batch_size=batch_size, steps=steps, target_ess=target_ess, ess_threshold=ess_threshold,
+        resampling=resampling, samples=samples, burnin=burnin, thin=thin, chains=chains,
+        map_steps=map_steps, step_size=step_size, friction=friction, mass=mass,
+        metropolis=metropolis, seed=seed,
+    )  # fmt: skip
+    cfg = validate(given, keys=(*MODEL_KEYS, "seed"), style="api")
+    X, y, X_test, y_test = check_data(X, y, X_test, y_test)
+    d = X.shape[1]
+    if feature_names is None:
+        feature_names = tuple(f"x{j}" for j in range(d))
+    else:
+        feature_names = tuple(str(f) for f in feature_names)
+        if len(feature_names) != d:
+            raise InputError(f"feature_names has {len(feature_names)} names for {d} columns")
+    target_name = "y" if target_name is None else str(target_name)
+    smc_fn = import_smc() if cfg["method"] in SMC_SCHEDULES else None
+    return _run(cfg, X, y, X_test, y_test, feature_names, target_name, smc_fn, bool(progress))
+
+
+def _run(
+    cfg: dict[str, Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    X_test: np.ndarray | None,
+    y_test: np.ndarray | None,
+    feature_names: tuple[str, ...],
+    target_name: str,
+    smc_fn: Any,
+    progress: bool,
+) -> FitResult:
+    import jax
+
+    from langevin_nets.model import BayesianMLP
+
+    t0 = time.perf_counter()
+    x_scaler = _scaler(X, cfg["standardize"])
+    y_scaler = _scaler(y[:, None], cfg["standardize"])
+    s_y = float(y_scaler.scale[0])
+    noise_std = None if cfg["noise_std"] is None else cfg["noise_std"] / s_y
+    model = BayesianMLP(
+        (X.shape[1], *cfg["hidden"], 1),
+        activation=cfg["activation"],
+        prior=cfg["prior"],
+        prior_scale=cfg["prior_scale"],
+        noise_shape=cfg["noise_shape"],
+        noise_std=noise_std,
+    )
+    posterior = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]))
+    key = jax.random.PRNGKey(cfg["seed"])
+    n = X.shape[0]
+
+    if smc_fn is not None:
+        out = _run_smc(cfg, posterior, key, smc_fn, progress, n)
+    else:
+        out = _run_langevin(cfg, posterior, key, progress)
+    t_sample = time.perf_counter() - t0
+
+    log_z_std = out.pop("log_evidence_standardized")
+    # p(y) = p(z) / s_y^n for z = (y - m) / s_y, one output column.
+    log_z = None if log_z_std is None else log_z_std - n * math.log(s_y)
+
+    partial = FitResult(
+        method=cfg["method"], config=cfg, resolved=out["resolved"], model=model,
+        draws=out["draws"], particles=out.get("particles"), log_weights=out.get("log_weights"),
+        x_scaler=x_scaler, y_scaler=y_scaler, log_evidence=log_z,
+        log_evidence_standardized=log_z_std, train=None, test=None,
+        gradient_evaluations=int(out["gradient_evaluations"]), wall_seconds=0.0,
+        stages=out.get("stages"), sampler=out["sampler"], raw=out["raw"],
+        feature_names=feature_names, target_name=target_name, ancestors=out.get("ancestors"),
+    )  # fmt: skip
+    partial.train = partial.evaluate(X, y)
+    if X_test is not None and y_test is not None:
+        partial.test = partial.evaluate(X_test, y_test)
+    partial.wall_seconds = time.perf_counter() - t0
+    partial.timings = {"sampling_seconds": t_sample, "total_seconds": partial.wall_seconds}
+    return partial
+
+
+def _status(progress: bool, msg: str) -> None:
+    if progress:
+        print(f"langevin-nets: {msg}", file=sys.stderr, flush=True)
+
+
+def _history_to_stages(history: Any) -> list[dict[str, Any]]:
+    if history is None:
+        return []
+    fields = history._fields if hasattr(history, "_fields") else tuple(history)
+    arrays = {f: np.asarray(getattr(history, f)) for f in fields}
+    lengths = {a.shape[0] for a in arrays.values() if a.ndim >= 1}
+    num = max(lengths) if lengths else 0
+    stages = []
+    for i in range(num):
+        row: dict[str, Any] = {"stage": i + 1}
+        for f, a in arrays.items():
+            if a.ndim >= 1 and a.shape[0] == num:
+                row[f] = a[i].tolist()
+        stages.append(row)
+    return stages
+
+
+def _equal_weight_draws(
+    particles: np.ndarray, log_weights: np.ndarray, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Systematic resampling to equal weights (identity when the weights are already equal)."""
+    lw = np.asarray(log_weights, dtype=float)
+    n = lw.shape[0]
+    if np.ptp(lw) < 1e-12:
+        return particles, np.arange(n)
+    w = np.exp(lw - lw.max())
+    w /= w.sum()
+    u = (np.random.default_rng(seed).uniform() + np.arange(n)) / n
+    # Rounding can leave the cumulative sum a hair below 1: never step past the last
+    # particle of positive weight.
+    last = n - 1 - int(np.argmax(w[::-1] > 0))
+    idx = np.minimum(np.searchsorted(np.cumsum(w), u, side="right"), last)
+    return particles[idx], idx
+
+
+def _run_smc(
+    cfg: dict[str, Any], posterior: Any, key: Any, smc_fn: Any, progress: bool, n: int
+) -> dict[str, Any]:
+    method = cfg["method"]
+    schedule = SMC_SCHEDULES[method]
+    resolved: dict[str, Any] = {"schedule": schedule}
+    kwargs: dict[str, Any] = dict(
+        num_particles=cfg["particles"], schedule=schedule, target_ess=cfg["target_ess"],
+        ess_threshold=cfg["ess_threshold"], resampling=cfg["resampling"],
+        metropolis=cfg["metropolis"], step_size=cfg["step_size"], friction=cfg["friction"],
+        mass=cfg["mass"], progress_bar=progress,
+    )  # fmt: skip
+    # Unset options keep the engine's defaults.
+    if cfg["steps"] is not None:
+        kwargs["num_mcmc_steps"] = cfg["steps"]
+    if schedule == "geometric":
+        stages = cfg["stages"] or DEFAULT_GEOMETRIC_STAGES
+        kwargs["num_stages"] = stages
+        resolved["stages"] = stages
+    if schedule == "data":
+        batch = cfg["batch_size"] or max(1, math.ceil(n / DEFAULT_DATA_STAGES))
+        kwargs["batch_size"] = min(batch, n)
+        resolved["batch_size"] = kwargs["batch_size"]
+    _status(progress, f"{method}: {cfg['particles']} particles")
+    res = smc_fn(posterior, key, **kwargs)
+    particles = np.asarray(res.particles)
+    log_weights = np.asarray(res.log_weights, dtype=float)
+    draws, ancestors = _equal_weight_draws(particles, log_weights, cfg["seed"])
+    stages = _history_to_stages(getattr(res, "history", None))
+    resolved["num_stages"] = len(stages)
+    w = np.exp(log_weights - log_weights.max())
+    w /= w.sum()
+    sampler = {
+        "num_particles": int(particles.shape[0]),
+        "final_ess": float(1.0 / np.sum(w**2)),
+        "num_stages": len(stages),
+        "hit_max_stages": bool(getattr(res, "hit_max_stages", False)),
+    }
+    for name in ("acceptance_rate", "num_divergent", "step_size"):
+        vals = [s[name] for s in stages if name in s]
+        if vals:
+            arr = np.asarray(vals, dtype=float)
+            if name == "num_divergent":
+                sampler["num_divergent_total"] = float(np.nansum(arr))
+            elif name == "acceptance_rate":
+                sampler["mean_acceptance_rate"] = float(np.nanmean(arr))
+            else:
+                sampler["final_step_size"] = float(np.ravel(arr)[-1])
+    return {
+        "draws": draws[None],
+        "particles": particles,
+        "log_weights": log_weights,
+        "ancestors": ancestors,
+        "log_evidence_standardized": float(res.log_evidence),
+        "gradient_evaluations": int(getattr(res, "num_gradient_evaluations", 0)),
+        "stages": stages,
+        "sampler": sampler,
+        "resolved": resolved,
+        "raw": res,
+    }
+
+
+def _friction(cfg: dict[str, Any], h: float) -> float:
+    return cfg["friction"] if cfg["friction"] is not None else FRICTION_TIMES_STEP / h
+
+
+def _adapt_step_size(
+    cfg: dict[str, Any], logdensity: Any, key: Any, x0: np.ndarray, n: int, progress: bool
+) -> tuple[float, np.ndarray, list[float]]:
+    """Burn-in that tunes one BAOAB step size for all chains by dual averaging.
+
+    Metropolis-adjusted BAOAB steps (Hoffman & Gelman's dual averaging of log h towards a
+    mean acceptance of ``TARGET_ACCEPTANCE``), one compiled scan with the step size traced.
+    Returns the tuned step size, the chains' final positions and the mean acceptance of
+    each tenth of the run.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import langevin_nets.kernels.baoab as baoab
+    from langevin_nets.progress import ProgressBar
+
+    num_steps = max(cfg["burnin"], MIN_ADAPTATION_STEPS)
+    C = x0.shape[0]
+    # Weights fitted to n standardised points move on a 1/sqrt(n) scale.
+    h0 = 0.1 / math.sqrt(n)
+    mu = math.log(10.0 * h0)
+    gamma_da, t0, kappa = 0.05, 10.0, 0.75
+    mass = cfg["mass"]
+    bar = ProgressBar(num_steps, desc="step size", enabled=progress)
+
+    def one_chain(k: Any, state: Any, h: Any) -> Any:
+        fr = cfg["friction"] if cfg["friction"] is not None else FRICTION_TIMES_STEP / h
+        return baoab.step(k, state, logdensity, h, fr, mass, 1.0, True)
+
+    @jax.jit
+    def run(key: Any, x0: Any) -> Any:
+        k_init, k_run = jax.random.split(key)
+        state = jax.vmap(lambda x, k: baoab.init(x, logdensity, key=k, mass=mass))(
+            x0, jax.random.split(k_init, C)
+        )
+
+        def body(carry: Any, ik: Any) -> Any:
+            state, log_h, h_bar_sum, log_h_avg = carry
+            i, k = ik
+            t = i + 1.0
+            state, info = jax.vmap(one_chain, in_axes=(0, 0, None))(
+                jax.random.split(k, C), state, jnp.exp(log_h)
+            )
+            acc = jnp.mean(jnp.where(jnp.isfinite(info.acceptance_rate), info.acceptance_rate, 0))
+            h_bar_sum = h_bar_sum + (TARGET_ACCEPTANCE - acc)
+            eta = h_bar_sum / (t + t0)
+            log_h = mu - jnp.sqrt(t) / gamma_da * eta
+            w = t ** (-kappa)
+            log_h_avg = w * log_h + (1.0 - w) * log_h_avg
+            bar.update(i)
+            return (state, log_h, h_bar_sum, log_h_avg), acc
+
+        zero = jnp.zeros(())
+        carry = (state, jnp.log(h0) + zero, zero, jnp.log(h0) + zero)
+        steps = jnp.arange(num_steps, dtype=jnp.float32)
+        carry, acc = jax.lax.scan(body, carry, (steps, jax.random.split(k_run, num_steps)))
+        return carry[0].position, jnp.exp(carry[3]), acc
+
+    with bar:
+        pos, h, acc = run(key, jnp.asarray(x0))
+    acc = np.asarray(acc)
+    tenths = [float(np.mean(a)) for a in np.array_split(acc, min(10, len(acc)))]
+    return float(h), np.asarray(pos), tenths
+
+
+def _run_langevin(
+    cfg: dict[str, Any], posterior: Any, key: Any, progress: bool
+) -> dict[str, Any]:
+    import jax
+
+    from langevin_nets.langevin import langevin
+    from langevin_nets.optimize import find_map
+
+    C = cfg["chains"]
+    k_init, k_tune, k_run = jax.random.split(key, 3)
+    starts = posterior.sample_prior(k_init, C)
+    _status(progress, f"langevin: MAP search, {C} chain(s) x {cfg['map_steps']} Adam steps")
+    maps = [
+        np.asarray(
+            find_map(posterior, starts[c], num_steps=cfg["map_steps"],
+                     learning_rate=MAP_LEARNING_RATE).position
+        )
+        for c in range(C)
+    ]  # fmt: skip
+    x0 = np.stack(maps)
+    evals = C * cfg["map_steps"]
+    adaptation: list[float] = []
+    h = cfg["step_size"]
+    burnin = cfg["burnin"]
+    if h is None:
+        # The burn-in tunes the step size; production then runs with it fixed.
+        n = posterior.num_data
+        h, x0, adaptation = _adapt_step_size(cfg, posterior.logdensity, k_tune, x0, n, progress)
+        evals += C * (max(burnin, MIN_ADAPTATION_STEPS) + 1)
+        burnin = 0
+    gamma = _friction(cfg, h)
+    tr = langevin(
+        posterior.logdensity, k_run, x0, cfg["samples"], step_size=h,
+        friction=gamma, mass=cfg["mass"], thin=cfg["thin"], num_burnin=burnin,
+        metropolis=cfg["metropolis"], num_chains=C, progress_bar=progress,
+    )  # fmt: skip
+    evals += tr.num_gradient_evaluations
+    pos = np.asarray(tr.positions)
+    if C == 1:
+        pos = pos[None]
+    acc = np.asarray(tr.acceptance_rate).reshape(C, -1)
+    sampler = {
+        "num_chains": C,
+        "num_samples_per_chain": int(pos.shape[1]),
+        "step_size": h,
+        "friction": gamma,
+        "mean_acceptance_rate": float(np.mean(acc)) if cfg["metropolis"] else None,
+        "burnin_acceptance_rate": np.atleast_1d(np.asarray(tr.burnin_acceptance_rate)).tolist(),
+        "num_divergent": np.atleast_1d(np.asarray(tr.num_divergent)).tolist(),
+        "burnin_acceptance_by_tenth": adaptation,
+    }
+    return {
+        "draws": pos,
+        "log_evidence_standardized": None,
+        "gradient_evaluations": evals,
+        "stages": None,
+        "sampler": sampler,
+        "resolved": {"step_size": h, "friction": gamma},
+        "raw": tr,
+    }
+
+
+__all__ = [
+    "DEFAULTS",
+    "FitResult",
+    "Metrics",
+    "PredictiveSummary",
+    "SMCUnavailableError",
+    "Standardizer",
+    "fit",
+]

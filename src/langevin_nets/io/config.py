@@ -1,0 +1,493 @@
+"""Options of ``langevin-nets fit``/``uci``: defaults, TOML config files, validation.
+
+One table (:data:`OPTIONS`) drives the command line, the TOML config file and the
+Python API (:func:`langevin_nets.fit.fit`), so that all three accept the same
+values and reject bad ones with the same messages. ``None`` means "chosen
+automatically" (recorded as such in the effective configuration).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from langevin_nets.activations import ACTIVATIONS
+from langevin_nets.model import PRIORS
+
+METHODS = ("smc-adaptive", "smc-data", "smc-geometric", "langevin")
+RESAMPLING = ("systematic", "stratified", "multinomial", "residual")
+
+
+class InputError(ValueError):
+    """Bad input from a user: a data file, an option value or a config file.
+
+    Its message is meant to be shown alone, as one line.
+    """
+
+
+class InputTypeError(TypeError):
+    """An option of the Python API has the wrong type."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: its key (underscores), default, kind of value and help text."""
+
+    name: str
+    default: Any
+    kind: str
+    help: str
+    group: str
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+_H = {
+    "hidden": 'hidden layer widths, comma-separated (e.g. 50,50); "" for none (a linear model)',
+}
+
+OPTIONS: tuple[Option, ...] = (
+    # -- data (fit only) ------------------------------------------------------------------
+    Option("data", None, "path", "training data: a CSV file with a header row", "data",
+           metavar="FILE"),
+    Option("target", None, "str", "target column (default: the last column)", "data",
+           metavar="COL"),
+    Option("features", None, "names", "feature columns, comma-separated (default: all others)",
+           "data", metavar="A,B,..."),
+    Option("test", None, "path", "test data: a CSV file with the same columns", "data",
+           metavar="FILE"),
+    Option("test_fraction", None, "open_fraction",
+           "hold out this fraction of the training rows as a test set (random, by --seed)",
+           "data", metavar="F"),
+    # -- model ----------------------------------------------------------------------------
+    Option("hidden", (50,), "hidden", _H["hidden"], "model", metavar="H1,H2,..."),
+    Option("activation", "tanh", "choice", "hidden-layer activation", "model",
+           choices=tuple(ACTIVATIONS)),
+    Option("prior", "fan_in", "choice",
+           "weight prior: normal (every weight N(0, s^2)) or fan_in (N(0, s^2/fan_in))",
+           "model", choices=PRIORS),
+    Option("prior_scale", 1.0, "float+", "prior standard deviation s", "model", metavar="S"),
+    Option("noise_shape", 1.0, "float+",
+           "shape a of the Gamma(a, 1) prior on the noise level (standardised units)", "model",
+           metavar="A"),
+    Option("noise_std", None, "float+",
+           "fix the noise standard deviation (target's units) instead of learning it "
+           "(default: learned)", "model",
+           metavar="S"),
+    Option("standardize", True, "bool",
+           "standardise inputs and target with the training statistics", "model"),
+    # -- method ---------------------------------------------------------------------------
+    Option("method", "smc-adaptive", "choice", "sampler", "method", choices=METHODS),
+    # -- SMC ------------------------------------------------------------------------------
+    Option("particles", 128, "int2", "SMC particles (at least 2)", "smc", metavar="N"),
+    Option("stages", None, "int+", "stages of smc-geometric (default: 50)", "smc", metavar="K"),
+    Option("batch_size", None, "int+",
+           "data points added per stage by smc-data (default: about 50 stages)", "smc",
+           metavar="B"),
+    Option("steps", 5, "int+", "MCMC moves per SMC stage (each a 20-step BAOAB trajectory)",
+           "smc", metavar="M"),
+    Option("target_ess", 0.5, "open_fraction", "smc-adaptive: relative ESS aimed at per stage",
+           "smc", metavar="F"),
+    Option("ess_threshold", 0.5, "fraction", "resample when the relative ESS falls below this",
+           "smc", metavar="F"),
+    Option("resampling", "systematic", "choice", "resampling scheme", "smc",
+           choices=RESAMPLING),
+    # -- Langevin ---------------------------------------------------------------------------
+    Option("samples", 500, "int+", "langevin: samples kept per chain", "langevin",
+           metavar="S"),
+    Option("burnin", 1000, "int0", "langevin: steps discarded per chain", "langevin",
+           metavar="B"),
+    Option("thin", 4, "int+", "langevin: steps between kept samples", "langevin", metavar="T"),
+    Option("chains", 4, "int+", "langevin: independent chains (each from its own MAP)",
+           "langevin", metavar="C"),
+    Option("map_steps", 2000, "int+", "langevin: Adam steps of the MAP search per chain",
+           "langevin", metavar="N"),
+    # -- kernel -----------------------------------------------------------------------------
+    Option("step_size", None, "float+",
+           "BAOAB step size (default: tuned; SMC adapts it per stage)", "kernel", metavar="DT"),
+    Option("friction", None, "float0", "BAOAB friction (default: automatic)", "kernel",
+           metavar="G"),
+    Option("mass", 1.0, "float+", "BAOAB mass (scalar)", "kernel", metavar="M"),
+    Option("metropolis", True, "bool", "Metropolis-adjust the BAOAB moves (exact sampling)",
+           "kernel"),
+    # -- run --------------------------------------------------------------------------------
+    Option("seed", 0, "seed", "random seed", "run", metavar="N"),
+    Option("out", None, "path", "output directory (default: runs/<timestamp>)", "run",
+           metavar="DIR"),
+    Option("overwrite", False, "bool", "replace the output directory if it is not empty",
+           "run"),
+    Option("quiet", False, "bool", "no progress bar or summary on the terminal", "run"),
+    # -- uci only ---------------------------------------------------------------------------
+    Option("data_dir", None, "path", "folder holding the UCI data sets (default: "
+           "$LANGEVIN_NETS_UCI_DIR, else shared/data/uci nearby)", "uci", metavar="DIR"),
+    Option("splits", None, "splits", "splits to run: K, a list 0,3,5, a range 0-4, or all",
+           "uci", metavar="SPEC"),
+)
+
+OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+DEFAULTS: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+FIT_KEYS = tuple(o.name for o in OPTIONS if o.group != "uci")
+UCI_KEYS = tuple(o.name for o in OPTIONS if o.group != "data")
+# Options of the fitting itself (what fit() takes), as opposed to data and run options.
+MODEL_KEYS = tuple(
+    o.name for o in OPTIONS if o.group in ("model", "method", "smc", "langevin", "kernel")
+)
+# Options that only some methods use: {option: methods that use it}.
+USED_BY: dict[str, tuple[str, ...]] = {
+    "particles": ("smc-adaptive", "smc-data", "smc-geometric"),
+    "stages": ("smc-geometric",),
+    "batch_size": ("smc-data",),
+    "steps": ("smc-adaptive", "smc-data", "smc-geometric"),
+    "target_ess": ("smc-adaptive",),
+    "ess_threshold": ("smc-adaptive", "smc-data", "smc-geometric"),
+    "resampling": ("smc-adaptive", "smc-data", "smc-geometric"),
+    "samples": ("langevin",),
+    "burnin": ("langevin",),
+    "thin": ("langevin",),
+    "chains": ("langevin",),
+    "map_steps": ("langevin",),
+}
+
+
+# -- value conversion ---------------------------------------------------------------------
+
+
+def _display(name: str, style: str) -> str:
+    return OPTION_BY_NAME[name].flag if style == "cli" else name
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int | np.integer) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | np.integer | np.floating) and not isinstance(v, bool)
+
+
+class _Converter:
+    """Convert and check one value; raise with a message naming the option."""
+
+    def __init__(self, name: str, style: str, where: str) -> None:
+        self.name = name
+        self.style = style
+        self.where = where  # e.g. " (set in config file x.toml)"
+        self.label = _display(name, style)
+
+    def fail(self, what: str, value: Any, type_error: bool = False) -> None:
+        shown = repr(value) if not isinstance(value, str) else repr(value)
+        msg = f"{self.label} must be {what}, got {shown}{self.where}"
+        if type_error and self.style == "api":
+            raise InputTypeError(msg)
+        raise InputError(msg)
+
+    def number(self, value: Any, what: str, integer: bool) -> float | int:
+        # Strings are accepted from the command line only; TOML and Python give typed values.
+        if isinstance(value, str) and self.style == "cli" and not self.where:
+            text = value.strip()
+            try:
+                return int(text) if integer else float(text)
+            except ValueError:
+                self.fail(what, value)
+        if integer and _is_int(value):
+            return int(value)
+        if integer and isinstance(value, float | np.floating) and float(value).is_integer():
+            if self.style == "api":
+                self.fail(what, value, type_error=True)
+            return int(value)
+        if not integer and _is_number(value):
+            return float(value)
+        self.fail(what, value, type_error=True)
+        raise AssertionError  # unreachable
+
+    def convert(self, kind: str, value: Any, choices: tuple[str, ...] | None) -> Any:
+        if kind == "int+":
+            v = self.number(value, "a positive integer", True)
+            if v < 1:
+                self.fail("a positive integer", value)
+            return v
+        if kind == "int2":
+            v = self.number(value, "an integer of at least 2", True)
+            if v < 2:
+                self.fail("an integer of at least 2", value)
+            return v
+        if kind == "int0":
+            v = self.number(value, "a non-negative integer", True)
+            if v < 0:
+                self.fail("a non-negative integer", value)
+            return v
+        if kind == "seed":
+            what = "a non-negative integer below 2**32"
+            v = self.number(value, what, True)
+            if not 0 <= v < 2**32:
+                self.fail(what, value)
+            return v
+        if kind in ("float+", "float0"):
+            what = "a positive number" if kind == "float+" else "a non-negative number"
+            v = self.number(value, what, False)
+            if not math.isfinite(v) or v < 0 or (kind == "float+" and v == 0):
+                self.fail(what, value)
+            return v
+        if kind == "fraction":
+            what = "a number in (0, 1]"
+            v = self.number(value, what, False)
+            if not (0.0 < v <= 1.0):
+                self.fail(what, value)
+            return v
+        if kind == "open_fraction":
+            what = "a number strictly between 0 and 1"
+            v = self.number(value, what, False)
+            if not (0.0 < v < 1.0):
+                self.fail(what, value)
+            return v
+        if kind == "bool":
+            if isinstance(value, bool | np.bool_):
+                return bool(value)
+            self.fail("true or false", value, type_error=True)
+        if kind == "choice":
+            if not isinstance(value, str):
+                self.fail("one of " + ", ".join(choices or ()), value, type_error=True)
+            if value not in (choices or ()):
+                what = {"method": "method", "activation": "activation", "prior": "prior",
+                        "resampling": "resampling scheme"}.get(self.name, self.name)
+                raise InputError(
+                    f"unknown {what} {value!r} for {self.label}{self.where}; "
+                    f"choose one of: {', '.join(choices or ())}"
+                )
+            return value
+        if kind in ("str", "path"):
+            if isinstance(value, os.PathLike) and kind == "path":
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                self.fail("a string" if kind == "str" else "a path", value, type_error=True)
+            if value.strip() == "":
+                self.fail("a non-empty string" if kind == "str" else "a path", value)
+            return value
+        if kind == "names":
+            return self.names(value)
+        if kind == "hidden":
+            return self.hidden(value)
+        if kind == "splits":
+            return self.splits(value)
+        raise AssertionError(f"unknown option kind {kind}")
+
+    def names(self, value: Any) -> tuple[str, ...]:
+        what = "a comma-separated list of column names such as A,B"
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.split(",")]
+        elif isinstance(value, list | tuple) and all(isinstance(p, str) for p in value):
+            parts = [p.strip() for p in value]
+        else:
+            self.fail(what, value, type_error=True)
+        if not parts or any(p == "" for p in parts):
+            self.fail(what, value)
+        dup = sorted({p for p in parts if parts.count(p) > 1})
+        if dup:
+            raise InputError(f"{self.label} names column {dup[0]!r} twice{self.where}")
+        return tuple(parts)
+
+    def hidden(self, value: Any) -> tuple[int, ...]:
+        what = (
+            'a comma-separated list of positive integers such as 50,50 (or "" for no hidden layer)'
+        )
+        if isinstance(value, str):
+            text = value.strip()
+            if text == "":
+                return ()
+            parts: list[Any] = [p.strip() for p in text.split(",")]
+            out = []
+            for p in parts:
+                if not p.isdigit() or int(p) < 1:
+                    self.fail(what, value)
+                out.append(int(p))
+            return tuple(out)
+        if _is_int(value):
+            value = [value]
+        if isinstance(value, list | tuple):
+            if not all(_is_int(p) for p in value):
+                self.fail(what, value, type_error=True)
+            if any(int(p) < 1 for p in value):
+                self.fail(what, value)
+            return tuple(int(p) for p in value)
+        self.fail(what, value, type_error=True)
+        raise AssertionError  # unreachable
+
+    def splits(self, value: Any) -> str | tuple[int, ...]:
+        what = "a split number K, a list such as 0,3,5, a range such as 0-4, or all"
+        if _is_int(value):
+            if value < 0:
+                self.fail(what, value)
+            return (int(value),)
+        if isinstance(value, list | tuple) and all(_is_int(p) and p >= 0 for p in value) and value:
+            return tuple(int(p) for p in value)
+        if not isinstance(value, str):
+            self.fail(what, value, type_error=True)
+        text = value.strip().lower()
+        if text == "all":
+            return "all"
+        out: list[int] = []
+        for part in text.split(","):
+            part = part.strip()
+            lo, sep, hi = part.partition("-")
+            if sep:
+                if not (lo.isdigit() and hi.isdigit()) or int(hi) < int(lo):
+                    self.fail(what, value)
+                out.extend(range(int(lo), int(hi) + 1))
+            elif part.isdigit():
+                out.append(int(part))
+            else:
+                self.fail(what, value)
+        return tuple(dict.fromkeys(out))
+
+
+def validate(
+    options: Mapping[str, Any],
+    *,
+    keys: tuple[str, ...] = FIT_KEYS,
+    style: str = "cli",
+    sources: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """Check and normalise options; return the full configuration with defaults filled in.
+
+    Parameters
+    ----------
+    options : mapping
+        Options given (keys with underscores); missing ones take their defaults.
+    keys : tuple of str
+        The options the command accepts.
+    style : {"cli", "api"}
+        Name options as command-line flags (``--particles``) or as keyword arguments
+        (``particles``); the API also rejects strings where numbers are expected.
+    sources : mapping, optional
+        ``{key: config file path}`` for options read from a config file (named in messages).
+
+    Raises
+    ------
+    InputError (a ValueError), InputTypeError (a TypeError)
+    """
+    sources = dict(sources or {})
+    unknown = [k for k in options if k not in keys]
+    if unknown:
+        raise InputError(
+            f"unknown option {unknown[0]!r}; valid options: {', '.join(sorted(keys))}"
+        )
+    out: dict[str, Any] = {}
+    for key in keys:
+        opt = OPTION_BY_NAME[key]
+        if key in options and options[key] is not None:
+            where = f" (set in config file {sources[key]})" if key in sources else ""
+            out[key] = _Converter(key, style, where).convert(opt.kind, options[key], opt.choices)
+        else:
+            out[key] = opt.default
+    label = (lambda k: OPTION_BY_NAME[k].flag) if style == "cli" else (lambda k: k)
+    given = {k for k, v in options.items() if v is not None}
+    if "noise_std" in given and "noise_shape" in given:
+        raise InputError(
+            f"give either {label('noise_shape')} (learn the noise level) or "
+            f"{label('noise_std')} (fix it), not both"
+        )
+    if "test" in keys and out.get("test") is not None and out.get("test_fraction") is not None:
+        raise InputError(
+            f"give either {label('test')} (a test file) or {label('test_fraction')} "
+            "(hold out part of the training data), not both"
+        )
+    return out
+
+
+def ignored_options(config: Mapping[str, Any], given: set[str]) -> list[str]:
+    """The options in ``given`` that ``config['method']`` does not use."""
+    method = config["method"]
+    return [k for k in sorted(given) if k in USED_BY and method not in USED_BY[k]]
+
+
+# -- TOML config files ----------------------------------------------------------------------
+
+
+def load_toml(path: str | os.PathLike, keys: tuple[str, ...] = FIT_KEYS) -> dict[str, Any]:
+    """Read options from a TOML file: a flat table of long option names (dashes or underscores).
+
+    Relative paths in the file (``data``, ``test``, ``out``, ``data_dir``) are taken
+    relative to the file's folder.
+
+    Raises
+    ------
+    InputError
+        If the file is missing, unreadable, not valid TOML, or holds unknown keys.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"config file {str(p)!r} does not exist; check the --config path")
+    if p.is_dir():
+        raise InputError(f"config file {str(p)!r} is a directory; give a .toml file to --config")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read config file {str(p)!r}: {e.strerror}") from None
+    try:
+        table = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise InputError(
+            f"config file {str(p)!r} is not a text file; give a TOML file to --config"
+        ) from None
+    except tomllib.TOMLDecodeError as e:
+        raise InputError(f"config file {str(p)!r} is not valid TOML: {e}") from None
+    out: dict[str, Any] = {}
+    for raw_key, value in table.items():
+        key = raw_key.replace("-", "_")
+        if key not in keys:
+            hint = "" if isinstance(value, dict) else f"; valid keys: {', '.join(sorted(keys))}"
+            what = "table" if isinstance(value, dict) else "key"
+            raise InputError(f"unknown {what} {raw_key!r} in config file {str(p)!r}{hint}")
+        if key in out:
+            raise InputError(f"config file {str(p)!r} sets {key!r} twice (dashes and underscores)")
+        if OPTION_BY_NAME[key].kind == "path" and isinstance(value, str) and value.strip():
+            value = str(_resolve(p.parent, value))
+        out[key] = value
+    return out
+
+
+def _resolve(base: Path, value: str) -> Path:
+    v = Path(value).expanduser()
+    return v if v.is_absolute() else base / v
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "nan"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        return repr(v)
+    if isinstance(v, str):
+        # JSON string escapes are valid TOML basic-string escapes (ensure_ascii keeps \\uXXXX).
+        import json
+
+        return json.dumps(v)
+    if isinstance(v, list | tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(config: Mapping[str, Any], header: str = "") -> str:
+    """Write a flat configuration as TOML (``None`` values, i.e. "automatic", are left out)."""
+    lines = [f"# {h}" for h in header.splitlines()] if header else []
+    for key, value in config.items():
+        if value is None:
+            lines.append(f"# {key} = (not set: automatic or none)")
+            continue
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
