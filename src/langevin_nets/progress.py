@@ -70,3 +70,50 @@ def maybe_progress(fn: Callable[..., Any], bar: ProgressBar) -> Callable[..., An
         return out
 
     return wrapped
+
+
+# Open level bars by a small integer key: the key is passed to compiled code as a traced
+# argument, so a new bar does not change the compiled program.
+_LEVEL_BARS: dict[int, Any] = {}
+_LEVEL_KEYS = iter(range(2**31 - 1))
+
+
+class LevelProgressBar:
+    """A tqdm bar showing a level (a float in ``[0, total]`` or a count) reached so far.
+
+    For loops whose progress is not one unit per iteration, e.g. SMC stages moving a
+    tempering exponent from 0 to 1. Use as a context manager around the compiled call; pass
+    :attr:`key` into the compiled function and call :func:`report_level` there.
+    """
+
+    def __init__(self, total: float, desc: str = "", enabled: bool = True) -> None:
+        self.total = total
+        self.enabled = bool(enabled)
+        self.desc = desc
+        self.key = next(_LEVEL_KEYS)
+
+    def __enter__(self) -> LevelProgressBar:
+        if self.enabled:
+            fmt = "{desc}: {percentage:3.0f}%|{bar}| {n:.4g}/{total:.4g} [{elapsed}{postfix}]"
+            _LEVEL_BARS[self.key] = tqdm(
+                total=self.total, desc=self.desc, file=sys.stderr, leave=False, bar_format=fmt
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        bar = _LEVEL_BARS.pop(self.key, None)
+        if bar is not None:
+            bar.close()
+
+
+def report_level(bar_key: Array, level: Array, stage: Array) -> None:
+    """From traced code: set the bar ``bar_key`` to ``level`` and show the ``stage`` count."""
+
+    def _host(k: np.ndarray, value: np.ndarray, s: np.ndarray) -> None:
+        bar = _LEVEL_BARS.get(int(k))
+        if bar is not None:
+            bar.n = max(bar.n, float(value))
+            bar.set_postfix_str(f"stage {int(s)}", refresh=False)
+            bar.refresh()
+
+    jax.debug.callback(_host, bar_key, level, stage)

@@ -1,0 +1,792 @@
+"""Sequential Monte Carlo for tempering and data annealing, as one compiled program.
+
+The targets are ``pi_t(theta) ∝ p(theta) prod_i p(y_i | theta)^(w_t,i)`` with
+``w_t = lam_t * mask_t``. Geometric tempering moves ``lam_t`` from 0 to 1 with every datum
+in the mask; data annealing keeps ``lam_t = 1`` and lets in the first ``k_t`` points of a
+data order. Shapes never change between stages: the stages are a ``jax.lax.while_loop``
+writing into a history buffer of ``max_stages`` rows, and the particles are ``vmap``-ped.
+
+A stage does, in this order:
+
+1. reweight the particles (distributed as ``pi_{t-1}``) by the incremental likelihood
+   ``sum_i (w_t,i - w_{t-1},i) log p(y_i | theta)``;
+2. add ``log sum_j W_{t-1,j} exp(incr_j)`` to the log evidence;
+3. resample when the ESS is below ``ess_threshold * N``;
+4. move every particle with BAOAB moves that leave ``pi_t`` invariant.
+
+The order matters: weighting the newest data with particles already moved toward
+``pi_t`` counts those data twice and biases the evidence upward.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.scipy.special import logsumexp
+
+import langevin_nets.kernels.baoab as baoab
+from langevin_nets.errors import DivergenceError
+from langevin_nets.optimize import is_prng_key
+from langevin_nets.progress import LevelProgressBar, report_level
+from langevin_nets.smc import schedules, tuning
+from langevin_nets.smc.moves import MOVES, move
+from langevin_nets.smc.resampling import RESAMPLERS, ess
+from langevin_nets.validation import choice, fraction, nonnegative_int, positive_float, positive_int
+
+Array = jax.Array
+
+SCHEDULES = ("adaptive", "geometric", "linear", "data")
+
+#: Moves per stage and BAOAB steps per move (chosen on the README toy problem; see the
+#: module docs of ``smc`` for the measurements).
+DEFAULT_NUM_MCMC_STEPS = 10
+DEFAULT_NUM_INTEGRATION_STEPS = 20
+#: Target acceptance of the step-size adaptation, per move kind.
+DEFAULT_TARGET_ACCEPTANCE = {"hmc": 0.75, "ghmc": 0.9}
+#: Default friction per move kind (``hmc``: plain HMC; ``ghmc``: partial refresh).
+DEFAULT_FRICTION = {"hmc": 0.0, "ghmc": 1.0}
+#: Smallest default stage cap (adaptive tempering's, in practice).
+DEFAULT_MAX_STAGES = 1000
+
+
+class SMCHistory(NamedTuple):
+    """Per-stage diagnostics, numpy arrays of length ``num_stages``.
+
+    Attributes
+    ----------
+    lam : tempering exponent reached (1 throughout for data annealing).
+    num_data : data points in the target (``n`` throughout for tempering).
+    ess : effective sample size after reweighting, before resampling.
+    resampled : whether the stage resampled.
+    acceptance_rate : mean Metropolis acceptance over the stage's moves (1 if unadjusted).
+    step_size : step size of the stage's last move.
+    num_integration_steps : BAOAB steps per move in the stage's last move.
+    num_divergent : particles with a non-finite log density or gradient in the stage
+        (at reweighting, or in a move proposal).
+    log_evidence_increment : ``log sum_j W_{t-1,j} exp(incr_j)``.
+    """
+
+    lam: np.ndarray
+    num_data: np.ndarray
+    ess: np.ndarray
+    resampled: np.ndarray
+    acceptance_rate: np.ndarray
+    step_size: np.ndarray
+    num_integration_steps: np.ndarray
+    num_divergent: np.ndarray
+    log_evidence_increment: np.ndarray
+
+
+class SMCResult(NamedTuple):
+    """The output of :func:`smc`.
+
+    Attributes
+    ----------
+    particles : array ``(N, dim)``
+        Final particles (all finite; a dropped particle keeps a finite position and weight 0).
+    log_weights : array ``(N,)``
+        Normalised log weights (``logsumexp = 0``; ``-inf`` for dropped particles).
+    log_evidence : float
+        Estimate of ``log p(y)`` (of the last target reached, if ``hit_max_stages``).
+    history : SMCHistory
+    num_stages : int
+    hit_max_stages : bool
+        The run stopped at ``max_stages`` before reaching the posterior.
+    num_gradient_evaluations : int
+        Gradient evaluations of the log density over all particles.
+    """
+
+    particles: Array
+    log_weights: Array
+    log_evidence: float
+    history: SMCHistory
+    num_stages: int
+    hit_max_stages: bool
+    num_gradient_evaluations: int
+
+
+class _Target(NamedTuple):
+    logprior: Callable[[Array], Array]
+    loglikelihood_per_datum: Callable[[Array], Array]
+    sample_prior: Callable[[Array, int], Array]
+
+
+class _Config(NamedTuple):
+    """The shapes of the compiled program (hashable): a change recompiles.
+
+    Everything else is a runtime value in :class:`_Params`, so runs on one target with the
+    same particle count and stage cap share one program whatever the schedule, thresholds,
+    resampling scheme, move kind or tuning options.
+    """
+
+    num_particles: int
+    num_data: int
+    max_stages: int
+
+
+# Schedule kinds, as indices of a lax.switch.
+_KINDS = ("tempering-fixed", "tempering-adaptive", "data-fixed", "data-adaptive")
+_RESAMPLING = tuple(RESAMPLERS)
+
+
+class _Params(NamedTuple):
+    """Runtime values: a change reuses the compiled program."""
+
+    kind: Array
+    lambdas: Array
+    batch_size: Array
+    order: Array
+    shuffle: Array
+    target_ess: Array
+    conditional_ess: Array
+    ess_threshold: Array
+    resampling: Array
+    step_size: Array
+    auto_step_size: Array
+    adapt_step_size: Array
+    friction: Array
+    per_step_test: Array
+    metropolis: Array
+    mass: Array
+    precondition: Array
+    target_acceptance: Array
+    num_mcmc_steps: Array
+    num_integration_steps: Array
+    adapt_length: Array
+    trajectory_length: Array
+    initial_particles: Array
+    has_initial: Array
+    progress: Array
+    bar_key: Array
+
+
+class _Buffers(NamedTuple):
+    lam: Array
+    num_data: Array
+    ess: Array
+    resampled: Array
+    acceptance_rate: Array
+    step_size: Array
+    num_integration_steps: Array
+    num_divergent: Array
+    log_evidence_increment: Array
+    steps_per_particle: Array
+
+
+class _Carry(NamedTuple):
+    t: Array
+    particles: Array
+    log_weights: Array
+    lam: Array
+    k: Array
+    log_evidence: Array
+    log_step: Array
+    failed: Array  # 0: fine; 1: every weight zero at reweighting; 2: after the moves
+    key: Array
+    hist: _Buffers
+
+
+def _finite_state(state: baoab.BAOABState) -> Array:
+    grads_ok = jnp.all(jnp.isfinite(state.logdensity_grad), axis=-1)
+    return jnp.isfinite(state.logdensity) & grads_ok
+
+
+def _normalise(log_weights: Array) -> tuple[Array, Array]:
+    lw = jnp.where(jnp.isfinite(log_weights), log_weights, -jnp.inf)
+    total = logsumexp(lw)
+    return jnp.where(jnp.isfinite(total), lw - total, lw), total
+
+
+@functools.partial(jax.jit, static_argnames=("target", "config"))
+def _run(target: _Target, config: _Config, key: Array, params: _Params) -> _Carry:
+    N, n, S = config.num_particles, config.num_data, config.max_stages
+    dtype = jnp.result_type(float)
+    k_init, k_order, k_loop = jax.random.split(key, 3)
+
+    particles = jnp.where(
+        params.has_initial,
+        params.initial_particles.astype(dtype),
+        target.sample_prior(k_init, N).astype(dtype),
+    )
+    shuffled = jax.random.permutation(k_order, n).astype(jnp.int32)
+    order = jnp.where(params.shuffle, shuffled, params.order)
+    rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+
+    def data_weights(lam: Array, k: Array) -> Array:
+        return lam * (rank < k).astype(dtype)
+
+    loglik_all = jax.vmap(target.loglikelihood_per_datum)
+    tempering = params.kind < 2
+    lam0 = jnp.where(tempering, 0.0, 1.0).astype(dtype)
+    k0 = jnp.where(tempering, n, 0).astype(jnp.int32)
+
+    def stage_mass(x: Array, log_weights: Array) -> Array:
+        precond = tuning.preconditioning_mass(x, log_weights)
+        return jnp.where(params.precondition, precond, params.mass)
+
+    mass0 = stage_mass(particles, jnp.zeros((N,), dtype))
+    log_step0 = jnp.where(
+        params.auto_step_size,
+        jnp.log(tuning.initial_step_size(particles, mass0)),
+        jnp.log(params.step_size),
+    )
+
+    def buf(dt: Any) -> Array:
+        return jnp.zeros((S,), dt)
+
+    hist = _Buffers(
+        buf(dtype), buf(jnp.int32), buf(dtype), buf(bool), buf(dtype), buf(dtype),
+        buf(jnp.int32), buf(jnp.int32), buf(dtype), buf(jnp.int32),
+    )
+    carry = _Carry(
+        t=jnp.asarray(0, jnp.int32),
+        particles=particles,
+        log_weights=jnp.full((N,), -math.log(N), dtype),
+        lam=lam0,
+        k=k0,
+        log_evidence=jnp.zeros((), dtype),
+        log_step=log_step0.astype(dtype),
+        failed=jnp.asarray(0, jnp.int32),
+        key=k_loop,
+        hist=hist,
+    )
+
+    def done(c: _Carry) -> Array:
+        return (c.lam >= 1.0) & (c.k >= n)
+
+    def cond(c: _Carry) -> Array:
+        return (c.t < S) & ~done(c) & (c.failed == 0)
+
+    def next_target(c: _Carry, ll: Array) -> tuple[Array, Array]:
+        """``(lam', k')`` of the next stage, for the schedule kind ``params.kind``."""
+
+        def criterion_switch(fn: Callable[[bool], Array]) -> Array:
+            return jax.lax.cond(params.conditional_ess, lambda: fn(True), lambda: fn(False))
+
+        def fixed_tempering() -> tuple[Array, Array]:
+            return params.lambdas[c.t], c.k
+
+        def adaptive_tempering() -> tuple[Array, Array]:
+            total = jnp.sum(ll, axis=1)
+            lam = criterion_switch(
+                lambda cess: schedules.next_lambda(
+                    c.log_weights, total, c.lam, params.target_ess, cess
+                )
+            )
+            return lam, c.k
+
+        def fixed_data() -> tuple[Array, Array]:
+            return c.lam, jnp.minimum(c.k + params.batch_size, n)
+
+        def adaptive_data() -> tuple[Array, Array]:
+            k = criterion_switch(
+                lambda cess: schedules.next_num_data(
+                    c.log_weights, ll[:, order], c.k, params.target_ess, cess
+                )
+            )
+            return c.lam, k
+
+        def typed(f: Callable[[], tuple[Array, Array]]) -> Callable[[], tuple[Array, Array]]:
+            def g() -> tuple[Array, Array]:
+                lam, k = f()
+                return jnp.asarray(lam, dtype), jnp.asarray(k, jnp.int32)
+
+            return g
+
+        branches = [fixed_tempering, adaptive_tempering, fixed_data, adaptive_data]
+        return jax.lax.switch(params.kind, [typed(f) for f in branches])
+
+    def stage(c: _Carry) -> _Carry:
+        key, k_resample, k_move = jax.random.split(c.key, 3)
+        ll = loglik_all(c.particles)  # (N, n)
+        lam_new, k_new = next_target(c, ll)
+        w_new = data_weights(lam_new, k_new)
+
+        # -- 1. reweight by the incremental likelihood (particles still target pi_{t-1}) --
+        dw = w_new - data_weights(c.lam, c.k)
+        incr = ll @ dw
+        incr = jnp.where(jnp.isfinite(incr), incr, -jnp.inf)
+        was_alive = jnp.isfinite(c.log_weights)
+        div_reweight = was_alive & ~jnp.isfinite(incr)
+
+        # -- 2. evidence: log sum_j W_{t-1,j} exp(incr_j) -----------------------------------
+        log_weights, log_increment = _normalise(c.log_weights + incr)
+        failed = jnp.where(jnp.isfinite(log_increment), 0, 1).astype(jnp.int32)
+
+        # -- 3. resample when the ESS is low --------------------------------------------
+        stage_ess = ess(log_weights)
+        do_resample = stage_ess < params.ess_threshold * N
+        w = jnp.where(failed == 0, jnp.exp(log_weights), jnp.full((N,), 1.0 / N, dtype))
+        resamplers = [functools.partial(RESAMPLERS[name], num_samples=N) for name in _RESAMPLING]
+        ancestors = jax.lax.cond(
+            do_resample,
+            lambda: jax.lax.switch(params.resampling, resamplers, k_resample, w),
+            lambda: jnp.arange(N, dtype=jnp.int32),
+        )
+        particles = c.particles[ancestors]
+        log_weights = jnp.where(do_resample, jnp.full((N,), -math.log(N), dtype), log_weights)
+
+        # -- 4. move with BAOAB moves that leave pi_t invariant ---------------------------------
+        def logdensity(theta: Array) -> Array:
+            return target.logprior(theta) + jnp.dot(w_new, target.loglikelihood_per_datum(theta))
+
+        mass = stage_mass(particles, log_weights)
+        states = jax.vmap(lambda x: baoab.init(x, logdensity))(particles)
+        alive = jnp.isfinite(log_weights) & _finite_state(states)
+
+        def num_steps(h: Array) -> Array:
+            by_length = tuning.num_steps_for_length(
+                h, params.trajectory_length, params.num_integration_steps
+            )
+            return jnp.where(params.adapt_length, by_length, params.num_integration_steps)
+
+        one_move = jax.vmap(
+            lambda k, s, h, L: move(
+                k, s, logdensity, h, params.friction, mass, L, params.per_step_test,
+                params.metropolis,
+            ),
+            in_axes=(0, 0, None, None),
+        )
+        n_alive = jnp.maximum(jnp.sum(alive), 1).astype(dtype)
+
+        def move_body(m: Array, mc: tuple) -> tuple:
+            states, log_h, acc_total, div_any, steps_total, _, _ = mc
+            # Without adaptation use the given step exactly (exp(log h) may round).
+            h = jnp.where(params.adapt_step_size, jnp.exp(log_h), params.step_size)
+            L = num_steps(h)
+            keys = jax.random.split(jax.random.fold_in(k_move, m), N)
+            states, info = one_move(keys, states, h, L)
+            acc = jnp.sum(jnp.where(alive, info.acceptance_rate, 0.0)) / n_alive
+            div = info.is_divergent & alive
+            frac_div = jnp.sum(div) / n_alive
+            adapted = tuning.update_log_step_size(log_h, acc, frac_div, params.target_acceptance)
+            log_h = jnp.where(params.adapt_step_size, adapted, log_h)
+            return states, log_h, acc_total + acc, div_any | div, steps_total + L, L, h
+
+        h0 = jnp.where(params.adapt_step_size, jnp.exp(c.log_step), params.step_size)
+        init_mc = (
+            states, c.log_step, jnp.zeros((), dtype), jnp.zeros((N,), bool),
+            jnp.asarray(0, jnp.int32), num_steps(h0), h0,
+        )
+        states, log_step, acc_total, div_any, steps_total, last_L, last_h = jax.lax.fori_loop(
+            0, params.num_mcmc_steps, move_body, init_mc
+        )
+        acc_mean = jnp.where(
+            params.num_mcmc_steps > 0, acc_total / jnp.maximum(params.num_mcmc_steps, 1), 1.0
+        )
+
+        # A particle that ended non-finite (unadjusted moves) is dropped: weight zero, and
+        # its last finite position kept so that no NaN reaches the output.
+        ok = _finite_state(states) & alive
+        particles = jnp.where(ok[:, None], states.position, particles)
+        log_weights, total = _normalise(jnp.where(ok, log_weights, -jnp.inf))
+        failed = jnp.where((failed == 0) & ~jnp.isfinite(total), 2, failed).astype(jnp.int32)
+
+        t = c.t
+        h = c.hist
+        hist = _Buffers(
+            lam=h.lam.at[t].set(lam_new),
+            num_data=h.num_data.at[t].set(k_new),
+            ess=h.ess.at[t].set(stage_ess),
+            resampled=h.resampled.at[t].set(do_resample),
+            acceptance_rate=h.acceptance_rate.at[t].set(acc_mean),
+            step_size=h.step_size.at[t].set(last_h),
+            num_integration_steps=h.num_integration_steps.at[t].set(last_L),
+            num_divergent=h.num_divergent.at[t].set(
+                (jnp.sum(div_reweight) + jnp.sum(div_any)).astype(jnp.int32)
+            ),
+            log_evidence_increment=h.log_evidence_increment.at[t].set(log_increment),
+            # One gradient per particle at the stage's start, then one per BAOAB step.
+            steps_per_particle=h.steps_per_particle.at[t].set((1 + steps_total).astype(jnp.int32)),
+        )
+        level = jnp.where(tempering, lam_new, k_new.astype(dtype))
+        jax.lax.cond(
+            params.progress,
+            lambda: report_level(params.bar_key, level, t + 1),
+            lambda: None,
+        )
+        return _Carry(
+            t=t + 1,
+            particles=particles,
+            log_weights=log_weights,
+            lam=lam_new,
+            k=k_new,
+            log_evidence=c.log_evidence + log_increment,
+            log_step=log_step,
+            failed=failed,
+            key=key,
+            hist=hist,
+        )
+
+    return jax.lax.while_loop(cond, stage, carry)
+
+
+def _as_target(posterior: Any) -> _Target:
+    names = ("logprior", "loglikelihood_per_datum", "sample_prior")
+    if all(callable(getattr(posterior, a, None)) for a in names):
+        return _Target(*(getattr(posterior, a) for a in names))
+    if isinstance(posterior, tuple | list) and len(posterior) == 3:
+        if not all(callable(f) for f in posterior):
+            raise TypeError(
+                "posterior given as a triple must hold three callables "
+                "(logprior_fn, loglikelihood_per_datum_fn, sample_prior_fn)"
+            )
+        return _Target(*posterior)
+    raise TypeError(
+        "posterior must be a Posterior (with logprior, loglikelihood_per_datum and "
+        "sample_prior) or a triple (logprior_fn, loglikelihood_per_datum_fn, sample_prior_fn), "
+        f"got {type(posterior).__name__}"
+    )
+
+
+def _shapes(target: _Target, key: Array, num_particles: int) -> tuple[int, int]:
+    """``(dim, num_data)`` by abstract evaluation (no compilation)."""
+    try:
+        draws = jax.eval_shape(lambda k: target.sample_prior(k, num_particles), key)
+    except Exception as err:
+        raise ValueError(f"sample_prior(key, {num_particles}) failed: {err}") from err
+    if len(draws.shape) != 2 or draws.shape[0] != num_particles:
+        raise ValueError(
+            f"sample_prior(key, {num_particles}) must return shape ({num_particles}, dim), "
+            f"got {draws.shape}"
+        )
+    dim = int(draws.shape[1])
+    theta = jax.ShapeDtypeStruct((dim,), jnp.result_type(float))
+    try:
+        ll = jax.eval_shape(target.loglikelihood_per_datum, theta)
+        lp = jax.eval_shape(target.logprior, theta)
+    except Exception as err:
+        raise ValueError(f"the log prior or log-likelihood failed on a ({dim},) position: {err}") \
+            from err
+    if len(ll.shape) != 1 or ll.shape[0] < 1:
+        raise ValueError(
+            f"loglikelihood_per_datum must return one value per datum, shape (n,), got {ll.shape}"
+        )
+    if lp.shape != ():
+        raise ValueError(f"logprior must return a scalar, got shape {lp.shape}")
+    return dim, int(ll.shape[0])
+
+
+def _check_mass(mass: Any, dim: int) -> np.ndarray:
+    m = np.asarray(mass, dtype=float)
+    if m.ndim > 1 or (m.ndim == 1 and m.shape[0] != dim):
+        raise ValueError(f"mass must be a scalar or have shape ({dim},), got shape {m.shape}")
+    if not np.all(np.isfinite(m)) or np.any(m <= 0):
+        raise ValueError("mass must be positive and finite")
+    return np.broadcast_to(m, (dim,)).copy()
+
+
+def _open_fraction(value: Any, name: str) -> float:
+    v = fraction(value, name)
+    if v >= 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return v
+
+
+def smc(
+    posterior: Any,
+    key: Array,
+    *,
+    num_particles: int,
+    schedule: str | None = None,
+    num_stages: int | None = None,
+    lambdas: Any = None,
+    batch_size: int | str = 1,
+    data_order: Any = None,
+    target_ess: float = 0.5,
+    conditional_ess: bool = False,
+    ess_threshold: float = 0.5,
+    resampling: str = "systematic",
+    move: str = "hmc",
+    num_mcmc_steps: int = DEFAULT_NUM_MCMC_STEPS,
+    num_integration_steps: int = DEFAULT_NUM_INTEGRATION_STEPS,
+    trajectory_length: float | None = None,
+    metropolis: bool = True,
+    step_size: float | None = None,
+    friction: float | None = None,
+    mass: Any = 1.0,
+    precondition: bool = False,
+    target_acceptance: float | None = None,
+    adapt_step_size: bool | None = None,
+    max_stages: int | None = None,
+    initial_particles: Any = None,
+    progress_bar: bool = False,
+) -> SMCResult:
+    """Sample a posterior and estimate its evidence with tempered or data-annealed SMC.
+
+    Parameters
+    ----------
+    posterior : Posterior or (logprior_fn, loglikelihood_per_datum_fn, sample_prior_fn)
+        ``loglikelihood_per_datum_fn(theta) -> (n,)``; ``sample_prior_fn(key, N) -> (N, dim)``.
+    key : PRNG key
+    num_particles : int
+        ``N`` (at least 2).
+    schedule : {"adaptive", "geometric", "linear", "data"}, optional
+        ``adaptive`` (the default): tempering, the next exponent by bisection so that the
+        ESS of the new weights is ``target_ess`` times the current ESS (``target_ess * N``
+        after resampling), or the conditional ESS is ``target_ess * N``.
+        ``geometric``: the original's path ``(100**u - 1) / 99`` over ``num_stages`` stages.
+        ``linear``: ``lam = t / num_stages``. ``data``: data annealing, ``batch_size`` new
+        points per stage (``batch_size="adaptive"``: as many as keep the ESS criterion at
+        ``target_ess``, at least one).
+    num_stages : int, optional
+        Stages of the ``geometric`` and ``linear`` paths (required there).
+    lambdas : sequence of float, optional
+        A custom increasing tempering path ending at 1; leave ``schedule`` unset.
+    batch_size : int or "adaptive"
+        Data annealing: points added per stage (1 is the original).
+    data_order : None, "shuffle" or a permutation of ``range(n)``
+        Order in which data annealing lets the points in; ``"shuffle"`` draws it from ``key``.
+    target_ess : float in (0, 1)
+        Adaptive schedules' ESS target.
+    conditional_ess : bool
+        Adaptive schedules use the conditional ESS.
+    ess_threshold : float in [0, 1]
+        Resample when ``ESS < ess_threshold * N`` (1: every stage; 0: never).
+    resampling : {"systematic", "stratified", "multinomial", "residual"}
+    move : {"hmc", "ghmc"}
+        ``hmc``: one Metropolis test per move (a trajectory of ``L`` steps); ``ghmc``: one
+        per step with a partial momentum refresh (``friction > 0``) and a flip on rejection.
+    num_mcmc_steps : int
+        Moves per stage (momentum redrawn before each).
+    num_integration_steps : int
+        BAOAB steps per move ``L`` (the cap when ``trajectory_length`` is given).
+    trajectory_length : float, optional
+        Keep ``step_size * L`` near this length: ``L = ceil(T / h)``, capped.
+    metropolis : bool
+        Metropolis-adjusted moves (exact for any step size). ``False`` gives the original's
+        unadjusted moves (e.g. ``step_size=1e-4, friction=100, mass=10, move="ghmc"``).
+    step_size : float, optional
+        Initial (or, without adaptation, fixed) step size; default from the prior spread.
+    friction : float, optional
+        BAOAB ``gamma`` within a move; default 0 for ``hmc`` and 1 for ``ghmc``.
+    mass : float or array ``(dim,)``
+        Diagonal mass (ignored with ``precondition``).
+    precondition : bool
+        Diagonal mass ``1 / Var[theta]`` from the particles at each stage.
+    target_acceptance : float in (0, 1), optional
+        Step-size adaptation target; default 0.75 for ``hmc``, 0.9 for ``ghmc``.
+    adapt_step_size : bool, optional
+        Adapt the step size after each move from the particles' mean acceptance (default:
+        when ``metropolis``; needs ``metropolis``).
+    max_stages : int, optional
+        Cap on the number of stages (default: the larger of 1000, ``n`` and the length of a
+        fixed path). Reaching it stops the run with ``hit_max_stages=True`` and a warning.
+    initial_particles : array ``(N, dim)``, optional
+        Draws from the prior to start from (default: ``sample_prior``).
+    progress_bar : bool
+        Show the annealing level reached on stderr.
+
+    Returns
+    -------
+    SMCResult
+
+    Raises
+    ------
+    ValueError, TypeError
+        For invalid arguments, before anything is compiled.
+    DivergenceError
+        If every particle's log density or gradient became non-finite in a stage.
+    """
+    target = _as_target(posterior)
+    if not is_prng_key(key):
+        raise TypeError(f"key must be a JAX PRNG key, got {type(key).__name__}")
+    N = positive_int(num_particles, "num_particles")
+    if N < 2:
+        raise ValueError(f"num_particles must be at least 2, got {N}")
+    if schedule is None:
+        schedule = "adaptive" if lambdas is None else "custom"
+    elif lambdas is not None:
+        raise ValueError("lambdas sets its own tempering path; leave schedule unset")
+    else:
+        choice(schedule, "schedule", SCHEDULES)
+    dim, n = _shapes(target, key, N)
+
+    # -- schedule --------------------------------------------------------------------------
+    lam_path = np.ones((1,))
+    batch = 1
+    shuffle = False
+    order = np.arange(n)
+    if schedule in ("geometric", "linear"):
+        if num_stages is None:
+            raise ValueError(f"schedule={schedule!r} needs num_stages")
+        K = positive_int(num_stages, "num_stages")
+        lam_path = (
+            schedules.geometric_lambdas(K) if schedule == "geometric"
+            else schedules.linear_lambdas(K)
+        )
+    elif num_stages is not None:
+        raise ValueError("num_stages applies to the geometric and linear schedules only")
+    if schedule == "custom":
+        lam_path = schedules.check_lambdas(lambdas)
+    if schedule == "data":
+        if isinstance(batch_size, str):
+            choice(batch_size, "batch_size", ("adaptive",))
+            kind = "data-adaptive"
+        else:
+            batch = positive_int(batch_size, "batch_size")
+            kind = "data-fixed"
+        if isinstance(data_order, str):
+            choice(data_order, "data_order", ("shuffle",))
+            shuffle = True
+        elif data_order is not None:
+            order = np.asarray(data_order)
+            if order.shape != (n,) or not np.array_equal(np.sort(order), np.arange(n)):
+                raise ValueError(f"data_order must be a permutation of range({n})")
+    else:
+        if not (isinstance(batch_size, int | np.integer) and batch_size == 1):
+            raise ValueError("batch_size applies to schedule='data' only")
+        if data_order is not None:
+            raise ValueError("data_order applies to schedule='data' only")
+        kind = "tempering-adaptive" if schedule == "adaptive" else "tempering-fixed"
+    adaptive = kind.endswith("adaptive")
+    if conditional_ess and not adaptive:
+        raise ValueError("conditional_ess applies to the adaptive schedules only")
+
+    target_ess = _open_fraction(target_ess, "target_ess")
+    thr = float(ess_threshold) if isinstance(ess_threshold, int | float) else ess_threshold
+    if not isinstance(thr, float) or not 0.0 <= thr <= 1.0:
+        raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
+    choice(resampling, "resampling", tuple(RESAMPLERS))
+    choice(move, "move", MOVES)
+    M = nonnegative_int(num_mcmc_steps, "num_mcmc_steps")
+    L = positive_int(num_integration_steps, "num_integration_steps")
+    T = None
+    if trajectory_length is not None:
+        T = positive_float(trajectory_length, "trajectory_length")
+    metropolis = bool(metropolis)
+    if adapt_step_size is None:
+        adapt_step_size = metropolis
+    if adapt_step_size and not metropolis:
+        raise ValueError(
+            "adapt_step_size=True needs metropolis=True (the acceptance rate drives it); "
+            "give a step_size with metropolis=False"
+        )
+    if step_size is None:
+        if not adapt_step_size:
+            raise ValueError("step_size is required when the step size is not adapted")
+        h0 = 1.0
+    else:
+        h0 = positive_float(step_size, "step_size")
+    if friction is None:
+        gamma = DEFAULT_FRICTION[move]
+    else:
+        gamma = float(friction)
+        if not np.isfinite(gamma) or gamma < 0:
+            raise ValueError(f"friction must be a non-negative finite number, got {friction!r}")
+    mass_arr = _check_mass(mass, dim)
+    acc_target = (
+        DEFAULT_TARGET_ACCEPTANCE[move] if target_acceptance is None
+        else _open_fraction(target_acceptance, "target_acceptance")
+    )
+    if max_stages is None:
+        # One default for every schedule on a data set, so that switching schedules reuses
+        # the compiled program: enough for any fixed path and for data annealing.
+        S = max(DEFAULT_MAX_STAGES, n, len(lam_path))
+    else:
+        S = positive_int(max_stages, "max_stages")
+    if initial_particles is not None:
+        x0 = np.asarray(initial_particles, dtype=float)
+        if x0.shape != (N, dim):
+            raise ValueError(f"initial_particles must have shape ({N}, {dim}), got {x0.shape}")
+        if not np.all(np.isfinite(x0)):
+            raise ValueError("initial_particles contains NaN or infinite values")
+    else:
+        x0 = np.zeros((N, dim))
+    progress_bar = bool(progress_bar)
+
+    dtype = jnp.result_type(float)
+    lam_buf = np.ones((S,))
+    lam_buf[: min(S, len(lam_path))] = lam_path[:S]
+    config = _Config(num_particles=N, num_data=n, max_stages=S)
+
+    def flag(value: Any) -> Array:
+        return jnp.asarray(bool(value))
+
+    total = 1.0 if kind.startswith("tempering") else n
+    bar = LevelProgressBar(total, desc="smc", enabled=progress_bar)
+    params = _Params(
+        kind=jnp.asarray(_KINDS.index(kind), jnp.int32),
+        lambdas=jnp.asarray(lam_buf, dtype),
+        batch_size=jnp.asarray(batch, jnp.int32),
+        order=jnp.asarray(order, jnp.int32),
+        shuffle=flag(shuffle),
+        target_ess=jnp.asarray(target_ess, dtype),
+        conditional_ess=flag(conditional_ess),
+        ess_threshold=jnp.asarray(thr, dtype),
+        resampling=jnp.asarray(_RESAMPLING.index(resampling), jnp.int32),
+        step_size=jnp.asarray(h0, dtype),
+        auto_step_size=flag(step_size is None),
+        adapt_step_size=flag(adapt_step_size),
+        friction=jnp.asarray(gamma, dtype),
+        per_step_test=flag(move == "ghmc"),
+        metropolis=flag(metropolis),
+        mass=jnp.asarray(mass_arr, dtype),
+        precondition=flag(precondition),
+        target_acceptance=jnp.asarray(acc_target, dtype),
+        num_mcmc_steps=jnp.asarray(M, jnp.int32),
+        num_integration_steps=jnp.asarray(L, jnp.int32),
+        adapt_length=flag(T is not None),
+        trajectory_length=jnp.asarray(1.0 if T is None else T, dtype),
+        initial_particles=jnp.asarray(x0, dtype),
+        has_initial=flag(initial_particles is not None),
+        progress=flag(progress_bar),
+        bar_key=jnp.asarray(bar.key, jnp.int32),
+    )
+    with bar:
+        final = _run(target, config, key, params)
+    particles, log_weights = final.particles, final.log_weights
+    reached = bool(final.lam >= 1.0) and int(final.k) >= n
+
+    t = int(final.t)
+    h = jax.tree.map(lambda a: np.asarray(a)[:t], final.hist)
+    failed = int(final.failed)
+    if failed:
+        where = f"lambda={h.lam[-1]:.4g}" if kind.startswith("tempering") else (
+            f"num_data={int(h.num_data[-1])}"
+        )
+        what = "at reweighting" if failed == 1 else "during the moves"
+        raise DivergenceError(
+            f"every particle diverged (non-finite log density or gradient) {what} at stage {t} "
+            f"({where}); try a smaller step_size (last {float(h.step_size[-1]):.3g})"
+            + ("" if metropolis else " or metropolis=True")
+        )
+    history = SMCHistory(
+        lam=h.lam,
+        num_data=h.num_data,
+        ess=h.ess,
+        resampled=h.resampled,
+        acceptance_rate=h.acceptance_rate,
+        step_size=h.step_size,
+        num_integration_steps=h.num_integration_steps,
+        num_divergent=h.num_divergent,
+        log_evidence_increment=h.log_evidence_increment,
+    )
+    if not reached:
+        level = (
+            f"lambda={float(h.lam[-1]):.4g}" if kind.startswith("tempering")
+            else f"num_data={int(h.num_data[-1])} of {n}"
+        )
+        warnings.warn(
+            f"SMC stopped at max_stages={S} before reaching the posterior ({level}); "
+            "the result targets that intermediate distribution",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    grads = int(N * np.sum(h.steps_per_particle.astype(np.int64)))
+    return SMCResult(
+        particles=particles,
+        log_weights=log_weights,
+        log_evidence=float(final.log_evidence),
+        history=history,
+        num_stages=t,
+        hit_max_stages=not reached,
+        num_gradient_evaluations=grads,
+    )

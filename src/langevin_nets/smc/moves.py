@@ -1,0 +1,118 @@
+"""MCMC moves that leave an SMC stage's target invariant, built on the BAOAB kernel.
+
+A move starts from a fresh momentum draw and runs ``L`` steps of
+:func:`langevin_nets.kernels.baoab.step` (``L`` may be a traced value, so it can change
+between stages without recompiling):
+
+* ``"hmc"``: one Metropolis test on the shadow work of the whole trajectory. With
+  ``friction = 0`` BAOAB is the leapfrog scheme and this is exactly HMC.
+* ``"ghmc"``: one Metropolis test per step on that step's shadow work, the momentum
+  flipped on rejection and partly refreshed by the friction in every step: generalised HMC
+  (Horowitz 1991). This is the test of ``baoab.step(..., metropolis=True)``.
+
+With ``metropolis=False`` both run the same steps without any test (the original's
+unadjusted moves). The kind and the Metropolis switch are runtime values, so one compiled
+program serves all four combinations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+import langevin_nets.kernels.baoab as baoab
+from langevin_nets.kernels.baoab import BAOABState
+
+Array = jax.Array
+MOVES = ("hmc", "ghmc")
+
+
+class MoveInfo(NamedTuple):
+    """What one move did to one particle.
+
+    ``acceptance_rate``: Metropolis acceptance probability (mean over steps for ``ghmc``,
+    1 when unadjusted); ``is_divergent``: a proposal had a non-finite density or gradient.
+    """
+
+    acceptance_rate: Array
+    is_divergent: Array
+
+
+def _finite(state: BAOABState) -> Array:
+    return jnp.isfinite(state.logdensity) & jnp.all(jnp.isfinite(state.logdensity_grad))
+
+
+def _metropolis(
+    key: Array, proposal: BAOABState, current: BAOABState, work: Array, flip: bool
+) -> tuple[BAOABState, Array]:
+    """Accept ``proposal`` with probability ``min(1, exp(-work))``, else keep ``current``.
+
+    A non-finite proposal or work is rejected. With ``flip`` a rejection reverses the
+    momentum (needed for the per-step test to leave the target invariant).
+    """
+    work = jnp.where(_finite(proposal) & jnp.isfinite(work), work, jnp.inf)
+    log_accept = jnp.minimum(0.0, -work)
+    accepted = jnp.log(jax.random.uniform(key, (), work.dtype)) < log_accept
+    rejected = current._replace(momentum=-current.momentum) if flip else current
+    out = jax.tree.map(lambda a, b: jnp.where(accepted, a, b), proposal, rejected)
+    return out, jnp.exp(log_accept)
+
+
+def move(
+    key: Array,
+    state: BAOABState,
+    logdensity_fn: Callable[[Array], Array],
+    step_size: Array,
+    friction: Array,
+    mass: Array | float,
+    num_integration_steps: Array,
+    per_step_test: Array | bool,
+    metropolis: Array | bool,
+) -> tuple[BAOABState, MoveInfo]:
+    """One move of ``num_integration_steps`` BAOAB steps from a fresh momentum.
+
+    Parameters
+    ----------
+    key : PRNG key
+    state : BAOABState with the density and force at the current position cached.
+    logdensity_fn : the stage's target log density.
+    step_size, friction : BAOAB's ``h`` and ``gamma`` (traced scalars).
+    mass : scalar or ``(dim,)`` diagonal mass.
+    num_integration_steps : number of steps ``L`` (a traced int is fine).
+    per_step_test : test every step (``ghmc``) instead of the whole trajectory (``hmc``).
+    metropolis : accept/reject at all.
+    """
+    k_mom, k_steps, k_accept = jax.random.split(key, 3)
+    momentum = baoab.sample_momentum(k_mom, state.position, mass, 1.0)
+    start = state._replace(momentum=momentum)
+    dtype = state.logdensity.dtype
+    step_test = jnp.asarray(metropolis) & jnp.asarray(per_step_test)
+    trajectory_test = jnp.asarray(metropolis) & ~jnp.asarray(per_step_test)
+
+    def body(i: Array, carry: tuple[BAOABState, Array, Array, Array]) -> tuple:
+        s, work, acc, div = carry
+        k = jax.random.fold_in(k_steps, i)
+        proposal, info = baoab.step(
+            k, s, logdensity_fn, step_size, friction, mass, 1.0, False, 1
+        )
+        tested, p_accept = _metropolis(
+            jax.random.fold_in(k, 1), proposal, s, info.energy_error, flip=True
+        )
+        s = jax.tree.map(lambda a, b: jnp.where(step_test, a, b), tested, proposal)
+        p_accept = jnp.where(step_test, p_accept, 1.0)
+        return s, work + info.energy_error, acc + p_accept, div | info.is_divergent
+
+    zero = jnp.zeros((), dtype)
+    end, work, acc_sum, divergent = jax.lax.fori_loop(
+        0, num_integration_steps, body, (start, zero, zero, jnp.asarray(False))
+    )
+    divergent = divergent | ~_finite(end)
+    # One test over the whole trajectory (BAOAB is palindromic: the shadow work is exact).
+    tested, p_traj = _metropolis(k_accept, end, start, work, flip=False)
+    out = jax.tree.map(lambda a, b: jnp.where(trajectory_test, a, b), tested, end)
+    steps = jnp.maximum(num_integration_steps, 1).astype(dtype)
+    acceptance = jnp.where(trajectory_test, p_traj, acc_sum / steps)
+    return out, MoveInfo(acceptance, divergent)
