@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(BIN)/langevin-nets demo --out demo_out
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

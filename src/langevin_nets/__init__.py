@@ -4,7 +4,6 @@ from langevin_nets.activations import ACTIVATIONS, get_activation
 from langevin_nets.classic import GaussianDenseNN
 from langevin_nets.datasets import Standardizer, load_uci, toy_problem
 from langevin_nets.errors import DivergenceError
-from langevin_nets.fit import FitResult, fit
 from langevin_nets.kernels.baoab import BAOABInfo, BAOABState, build_kernel
 from langevin_nets.langevin import LangevinTrace, langevin
 from langevin_nets.model import BayesianMLP, Posterior
@@ -21,7 +20,6 @@ __all__ = [
     "BAOABState",
     "BayesianMLP",
     "DivergenceError",
-    "FitResult",
     "GaussianDenseNN",
     "LangevinTrace",
     "MAPResult",
@@ -33,7 +31,6 @@ __all__ = [
     "Standardizer",
     "build_kernel",
     "find_map",
-    "fit",
     "get_activation",
     "langevin",
     "load_uci",
