@@ -60,6 +60,12 @@ _GROUP_TITLES = {
 }
 
 
+# Boolean options given as plain flags (no --no-X form).
+_FLAGS = ("quiet", "overwrite", "resume")
+# A run's checkpoint: CHECKPOINT_NAME.npz and .json in the output directory (see cmd_fit).
+CHECKPOINT_NAME = "checkpoint"
+
+
 def _default_text(opt: Any) -> str:
     d = opt.default
     if d is None:
@@ -87,10 +93,10 @@ def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str], command: 
         elif command == "uci" and opt.name == "out":
             help_text = "output directory (default: runs/uci-NAME/<timestamp>)"
         elif "(default" not in help_text and opt.group != "data" and opt.kind != "bool" or (
-            opt.kind == "bool" and opt.name not in ("quiet", "overwrite")
+            opt.kind == "bool" and opt.name not in _FLAGS
         ):
             help_text += f" (default: {_default_text(opt)})"
-        if opt.kind == "bool" and opt.name in ("quiet", "overwrite"):
+        if opt.kind == "bool" and opt.name in _FLAGS:
             grp.add_argument(opt.flag, action="store_true", default=argparse.SUPPRESS,
                              help=help_text)  # fmt: skip
         elif opt.kind == "bool":
@@ -216,7 +222,16 @@ def _fmt(v: Any, spec: str = ".4g") -> str:
 
 
 def cmd_fit(args: argparse.Namespace) -> int:
-    """``langevin-nets fit``."""
+    """``langevin-nets fit``.
+
+    Checkpoints (``--checkpoint-every K`` or ``--resume``) are written to
+    ``checkpoint.npz`` and ``checkpoint.json`` in the output directory itself, created for
+    them at the first save, so that a killed run can be found and continued with
+    ``--resume`` and the same ``--out``. The other outputs are still written to a staging
+    directory and renamed into place at the end, which replaces the directory and so
+    removes the checkpoint: a finished run leaves only its outputs. A refused resume
+    (other options or data) changes nothing.
+    """
     from langevin_nets.io.csv_data import load_dataset
     from langevin_nets.io.outputs import OutputDir, default_out_dir
 
@@ -226,9 +241,23 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise InputError("no training data: give --data FILE.csv (or data = ... in --config)")
     cfg["data"] = _abs(cfg["data"])
     cfg["test"] = _abs(cfg["test"])
+    checkpointing = cfg["checkpoint_every"] is not None or cfg["resume"]
     out = OutputDir(cfg["out"] or default_out_dir(), overwrite=cfg["overwrite"])
+    if _only_checkpoint(out.path) and not out.overwrite:
+        if not cfg["resume"]:
+            raise InputError(
+                f"output directory {str(out.path)!r} holds the checkpoint of an unfinished "
+                "run; pass --resume to continue it, or --overwrite to start afresh"
+            )
+        out.overwrite = True  # the directory holds this run's checkpoint, nothing else
+    if cfg["resume"] and not out.overwrite and out.path.is_dir() and any(out.path.iterdir()):
+        raise InputError(
+            f"--resume: output directory {str(out.path)!r} holds no checkpoint to continue "
+            "(and is not empty); choose another --out, or pass --overwrite to replace it"
+        )
     out.check()
     cfg["out"] = str(out.path)
+    ckpt = str(out.path / CHECKPOINT_NAME) if checkpointing else None
     ds = load_dataset(cfg["data"], cfg["target"], cfg["features"], cfg["test"])
     X, y, X_test, y_test = ds.X, ds.y, ds.X_test, ds.y_test
     split_info = None
@@ -240,8 +269,22 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if cfg["method"] != "langevin":
         import_smc()
-    result = fit(X, y, X_test, y_test, **_model_kwargs(cfg), progress=not cfg["quiet"],
-                 feature_names=ds.features, target_name=ds.target)  # fmt: skip
+    if ckpt is not None and not cfg["resume"]:
+        # --overwrite without --resume: an old checkpoint there is not to be continued.
+        from langevin_nets.checkpoint import remove
+
+        remove(ckpt)
+    from langevin_nets.checkpoint import CheckpointError
+
+    try:
+        result = fit(X, y, X_test, y_test, **_model_kwargs(cfg), progress=not cfg["quiet"],
+                     feature_names=ds.features, target_name=ds.target, checkpoint=ckpt,
+                     checkpoint_every=cfg["checkpoint_every"],
+                     resume=cfg["resume"])  # fmt: skip
+    except CheckpointError as e:
+        raise InputError(f"{e} (--resume)") from None
+    if ckpt is not None and _only_checkpoint(out.path):
+        out.overwrite = True  # the checkpoint goes when the outputs take the directory
     if result.sampler.get("hit_max_stages"):
         _warn("SMC stopped at its stage cap before reaching the posterior; the results are "
               "for an intermediate target", cfg["quiet"])  # fmt: skip
@@ -259,6 +302,14 @@ def cmd_fit(args: argparse.Namespace) -> int:
     if not cfg["quiet"]:
         _print_fit(result, out.path)
     return 0
+
+
+def _only_checkpoint(path: Path) -> bool:
+    """Whether ``path`` is a directory holding checkpoint files only (and at least one)."""
+    if not path.is_dir():
+        return False
+    names = [p.name for p in path.iterdir()]
+    return bool(names) and all(n.startswith(CHECKPOINT_NAME + ".") for n in names)
 
 
 def _holdout(X: Any, y: Any, fraction: float, seed: int) -> tuple[Any, ...]:
@@ -314,6 +365,7 @@ def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dic
         "wall_seconds": result.wall_seconds,
         "timings": result.timings,
         "sampler": result.sampler,
+        "checkpoint": result.checkpoint,
         "stages": result.stages,
         "units": "metrics, predictions and log_evidence are in the target's original units",
         "posterior_nc": "SMC particles resampled to equal weights (systematic), one chain"
@@ -352,10 +404,10 @@ def _write_fit_outputs(
 def _config_text(cfg: dict[str, Any], command: str) -> str:
     from langevin_nets.io.outputs import config_toml_text
 
-    run_only = ("out", "overwrite", "quiet")
+    run_only = ("out", "overwrite", "quiet", "resume")
     keep = {k: v for k, v in cfg.items() if k not in run_only}
     text = config_toml_text(keep, command)
-    return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only)
+    return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only if k in cfg)
 
 
 def _print_fit(result: Any, out: Path) -> None:

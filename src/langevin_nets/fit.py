@@ -11,6 +11,7 @@ prediction and the log evidence are reported in the original units.
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from langevin_nets.io.config import (
     DEFAULTS,
     MODEL_KEYS,
     InputError,
+    InputTypeError,
     validate,
 )
 
@@ -124,6 +126,9 @@ class FitResult:
     raw : object
         The SMC result or Langevin trace.
     feature_names, target_name
+    checkpoint : dict or None
+        With checkpoints: their path, interval and the stage (SMC) or sample (Langevin)
+        the run resumed from (None for a fresh start).
     """
 
     method: str
@@ -148,6 +153,7 @@ class FitResult:
     target_name: str
     timings: dict[str, float] = field(default_factory=dict)
     ancestors: np.ndarray | None = None
+    checkpoint: dict[str, Any] | None = None
 
     @property
     def num_draws(self) -> int:
@@ -269,6 +275,42 @@ def check_data(
     return X, y, X_test, y_test
 
 
+def check_magnitudes(
+    X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None, y_test: np.ndarray | None,
+    standardize: bool,
+) -> None:  # fmt: skip
+    """Refuse finite data the computation cannot hold: a spread whose standardisation
+    overflows, or values (in model units) whose squares overflow the float type of JAX.
+
+    Such data would otherwise fail inside the sampler or give non-finite metrics.
+    """
+    import jax.numpy as jnp
+
+    dtype = np.dtype(jnp.result_type(float))
+    limit = math.sqrt(float(np.finfo(dtype).max))
+
+    def col(a: np.ndarray | None) -> np.ndarray | None:
+        return None if a is None else a[:, None]
+
+    parts = (("X", X, X), ("y", col(y), col(y)), ("X_test", X_test, X),
+             ("y_test", col(y_test), col(y)))  # fmt: skip
+    for name, a, train in parts:
+        if a is None:
+            continue
+        with np.errstate(all="ignore"):
+            try:
+                z = _scaler(train, standardize).transform(a)
+            except ValueError:  # the training spread overflowed
+                z = np.full(a.shape, np.inf)
+        if not np.all(np.abs(z) < limit):
+            units = " after standardisation" if standardize else ""
+            raise InputError(
+                f"{name} has values too large for the computation in {dtype} (largest "
+                f"magnitude {float(np.max(np.abs(a))):.3g}{units}); rescale the data, e.g. "
+                "change its units" + ("" if standardize else ", or standardise it")
+            )
+
+
 class SMCUnavailableError(RuntimeError):
     """An SMC method was asked for but :mod:`langevin_nets.smc` cannot be imported."""
 
@@ -322,6 +364,9 @@ def fit(
     progress: bool = False,
     feature_names: Sequence[str] | None = None,
     target_name: str | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> FitResult:
     """Fit a Bayesian MLP to ``(X, y)`` and evaluate it on the training and test data.
 
@@ -364,6 +409,13 @@ def fit(
         Progress bars on stderr.
     feature_names, target_name : optional
         Names used in the outputs.
+    checkpoint, checkpoint_every, resume : optional
+        Save the sampler's state at the path ``checkpoint`` (``.npz`` + ``.json``) every
+        ``checkpoint_every`` SMC stages or Langevin samples per chain, and with ``resume``
+        continue from it: the result is bit for bit that of an uninterrupted run. See
+        :func:`langevin_nets.smc.smc` and :func:`langevin_nets.langevin.langevin`.
+        (Langevin's MAP search and step-size tuning run again on resume; they are
+        deterministic given the seed.)
 
     Returns
     -------
@@ -389,6 +441,7 @@ def fit(
     )  # fmt: skip
     cfg = validate(given, keys=(*MODEL_KEYS, "seed"), style="api")
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
+    check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
     d = X.shape[1]
     if feature_names is None:
         feature_names = tuple(f"x{j}" for j in range(d))
@@ -398,7 +451,40 @@ def fit(
             raise InputError(f"feature_names has {len(feature_names)} names for {d} columns")
     target_name = "y" if target_name is None else str(target_name)
     smc_fn = import_smc() if cfg["method"] in SMC_SCHEDULES else None
-    return _run(cfg, X, y, X_test, y_test, feature_names, target_name, smc_fn, bool(progress))
+    ckpt = _checkpoint_options(checkpoint, checkpoint_every, resume)
+    return _run(cfg, X, y, X_test, y_test, feature_names, target_name, smc_fn, bool(progress),
+                ckpt)  # fmt: skip
+
+
+def _checkpoint_options(path: Any, every: Any, resume: Any) -> dict[str, Any]:
+    """Checked checkpoint keyword arguments of the samplers (empty without a path)."""
+    from langevin_nets import checkpoint as ckpt_io
+    from langevin_nets.validation import positive_int
+
+    if path is None:
+        if every is not None or resume:
+            raise InputError("checkpoint_every and resume need a checkpoint path")
+        return {}
+    ckpt_io.paths(path)
+    if every is not None:
+        every = positive_int(every, "checkpoint_every")
+    if not isinstance(resume, bool):
+        raise InputTypeError(f"resume must be True or False, got {resume!r}")
+    return {"checkpoint": path, "checkpoint_every": every, "resume": resume}
+
+
+def _checkpoint_info(ckpt: dict[str, Any], position: str) -> dict[str, Any] | None:
+    """What to report of a run's checkpoints (read before the sampler resumes)."""
+    if not ckpt:
+        return None
+    from langevin_nets import checkpoint as ckpt_io
+
+    meta = ckpt_io.info(ckpt["checkpoint"]) if ckpt["resume"] else None
+    return {
+        "path": str(ckpt_io.paths(ckpt["checkpoint"])[0]),
+        "every": ckpt["checkpoint_every"],
+        f"resumed_from_{position}": None if meta is None else meta.get(position),
+    }
 
 
 def _run(
@@ -411,6 +497,7 @@ def _run(
     target_name: str,
     smc_fn: Any,
     progress: bool,
+    ckpt: dict[str, Any] | None = None,
 ) -> FitResult:
     import jax
 
@@ -433,10 +520,11 @@ def _run(
     key = jax.random.PRNGKey(cfg["seed"])
     n = X.shape[0]
 
+    ckpt = ckpt or {}
     if smc_fn is not None:
-        out = _run_smc(cfg, posterior, key, smc_fn, progress, n)
+        out = _run_smc(cfg, posterior, key, smc_fn, progress, n, ckpt)
     else:
-        out = _run_langevin(cfg, posterior, key, progress)
+        out = _run_langevin(cfg, posterior, key, progress, ckpt)
     t_sample = time.perf_counter() - t0
 
     log_z_std = out.pop("log_evidence_standardized")
@@ -451,6 +539,7 @@ def _run(
         gradient_evaluations=int(out["gradient_evaluations"]), wall_seconds=0.0,
         stages=out.get("stages"), sampler=out["sampler"], raw=out["raw"],
         feature_names=feature_names, target_name=target_name, ancestors=out.get("ancestors"),
+        checkpoint=out.get("checkpoint"),
     )  # fmt: skip
     partial.train = partial.evaluate(X, y)
     if X_test is not None and y_test is not None:
@@ -501,8 +590,9 @@ def _equal_weight_draws(
 
 
 def _run_smc(
-    cfg: dict[str, Any], posterior: Any, key: Any, smc_fn: Any, progress: bool, n: int
-) -> dict[str, Any]:
+    cfg: dict[str, Any], posterior: Any, key: Any, smc_fn: Any, progress: bool, n: int,
+    ckpt: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     method = cfg["method"]
     schedule = SMC_SCHEDULES[method]
     resolved: dict[str, Any] = {"schedule": schedule}
@@ -523,6 +613,12 @@ def _run_smc(
         batch = cfg["batch_size"] or max(1, math.ceil(n / DEFAULT_DATA_STAGES))
         kwargs["batch_size"] = min(batch, n)
         resolved["batch_size"] = kwargs["batch_size"]
+    ckpt = ckpt or {}
+    kwargs.update(ckpt)
+    checkpoint_info = _checkpoint_info(ckpt, "stage")
+    if checkpoint_info and checkpoint_info["resumed_from_stage"] is not None:
+        _status(progress, f"resuming from the checkpoint at stage "
+                f"{checkpoint_info['resumed_from_stage']}")  # fmt: skip
     _status(progress, f"{method}: {cfg['particles']} particles")
     res = smc_fn(posterior, key, **kwargs)
     particles = np.asarray(res.particles)
@@ -559,6 +655,7 @@ def _run_smc(
         "sampler": sampler,
         "resolved": resolved,
         "raw": res,
+        "checkpoint": checkpoint_info,
     }
 
 
@@ -632,13 +729,16 @@ def _adapt_step_size(
 
 
 def _run_langevin(
-    cfg: dict[str, Any], posterior: Any, key: Any, progress: bool
-) -> dict[str, Any]:
+    cfg: dict[str, Any], posterior: Any, key: Any, progress: bool,
+    ckpt: dict[str, Any] | None = None,
+) -> dict[str, Any]:  # fmt: skip
     import jax
 
     from langevin_nets.langevin import langevin
     from langevin_nets.optimize import find_map
 
+    ckpt = ckpt or {}
+    checkpoint_info = _checkpoint_info(ckpt, "sample")
     C = cfg["chains"]
     k_init, k_tune, k_run = jax.random.split(key, 3)
     starts = posterior.sample_prior(k_init, C)
@@ -665,7 +765,7 @@ def _run_langevin(
     tr = langevin(
         posterior.logdensity, k_run, x0, cfg["samples"], step_size=h,
         friction=gamma, mass=cfg["mass"], thin=cfg["thin"], num_burnin=burnin,
-        metropolis=cfg["metropolis"], num_chains=C, progress_bar=progress,
+        metropolis=cfg["metropolis"], num_chains=C, progress_bar=progress, **ckpt,
     )  # fmt: skip
     evals += tr.num_gradient_evaluations
     pos = np.asarray(tr.positions)
@@ -690,6 +790,7 @@ def _run_langevin(
         "sampler": sampler,
         "resolved": {"step_size": h, "friction": gamma},
         "raw": tr,
+        "checkpoint": checkpoint_info,
     }
 
 

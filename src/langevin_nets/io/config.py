@@ -128,6 +128,13 @@ OPTIONS: tuple[Option, ...] = (
     Option("overwrite", False, "bool", "replace the output directory if it is not empty",
            "run"),
     Option("quiet", False, "bool", "no progress bar or summary on the terminal", "run"),
+    Option("checkpoint_every", None, "int+",
+           "save a checkpoint in --out every K SMC stages (langevin: every K samples per "
+           "chain) so that --resume can continue a killed run (default: no checkpoints, "
+           "or every stage / a tenth of the samples with --resume)", "run", metavar="K"),
+    Option("resume", False, "bool",
+           "continue from the checkpoint in --out (same options and data), or start one "
+           "if there is none", "run"),
     # -- uci only ---------------------------------------------------------------------------
     Option("data_dir", None, "path", "folder holding the UCI data sets (default: "
            "$LANGEVIN_NETS_UCI_DIR, else shared/data/uci nearby)", "uci", metavar="DIR"),
@@ -137,8 +144,10 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 DEFAULTS: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+# Options of `fit` only (the uci command runs many fits into one output directory).
+FIT_ONLY = ("checkpoint_every", "resume")
 FIT_KEYS = tuple(o.name for o in OPTIONS if o.group != "uci")
-UCI_KEYS = tuple(o.name for o in OPTIONS if o.group != "data")
+UCI_KEYS = tuple(o.name for o in OPTIONS if o.group != "data" and o.name not in FIT_ONLY)
 # Options of the fitting itself (what fit() takes), as opposed to data and run options.
 MODEL_KEYS = tuple(
     o.name for o in OPTIONS if o.group in ("model", "method", "smc", "langevin", "kernel")

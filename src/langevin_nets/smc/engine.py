@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
@@ -31,6 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.special import logsumexp
 
+import langevin_nets.checkpoint as _ckpt
 import langevin_nets.kernels.baoab as baoab
 from langevin_nets.errors import DivergenceError
 from langevin_nets.optimize import is_prng_key
@@ -190,7 +192,12 @@ class _Carry(NamedTuple):
     log_step: Array
     failed: Array  # 0: fine; 1: every weight zero at reweighting; 2: after the moves
     key: Array
+    order: Array  # data annealing: the order in which the points come in
     hist: _Buffers
+
+
+#: Prior draws at which a checkpoint fingerprints a target given as plain functions.
+_NUM_PROBES = 4
 
 
 def _finite_state(state: baoab.BAOABState) -> Array:
@@ -205,7 +212,9 @@ def _normalise(log_weights: Array) -> tuple[Array, Array]:
 
 
 @functools.partial(jax.jit, static_argnames=("target", "config"))
-def _run(target: _Target, config: _Config, key: Array, params: _Params) -> _Carry:
+def _init(target: _Target, config: _Config, key: Array, params: _Params) -> tuple[_Carry, Array]:
+    """The state before the first stage, and the log-likelihood at a few of its particles
+    (a fingerprint of the data for checkpoints)."""
     N, n, S = config.num_particles, config.num_data, config.max_stages
     dtype = jnp.result_type(float)
     k_init, k_order, k_loop = jax.random.split(key, 3)
@@ -217,21 +226,11 @@ def _run(target: _Target, config: _Config, key: Array, params: _Params) -> _Carr
     )
     shuffled = jax.random.permutation(k_order, n).astype(jnp.int32)
     order = jnp.where(params.shuffle, shuffled, params.order)
-    rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
-
-    def data_weights(lam: Array, k: Array) -> Array:
-        return lam * (rank < k).astype(dtype)
-
-    loglik_all = jax.vmap(target.loglikelihood_per_datum)
     tempering = params.kind < 2
     lam0 = jnp.where(tempering, 0.0, 1.0).astype(dtype)
     k0 = jnp.where(tempering, n, 0).astype(jnp.int32)
 
-    def stage_mass(x: Array, log_weights: Array) -> Array:
-        precond = tuning.preconditioning_mass(x, log_weights)
-        return jnp.where(params.precondition, precond, params.mass)
-
-    mass0 = stage_mass(particles, jnp.zeros((N,), dtype))
+    mass0 = _stage_mass(params, particles, jnp.zeros((N,), dtype))
     log_step0 = jnp.where(
         params.auto_step_size,
         jnp.log(tuning.initial_step_size(particles, mass0)),
@@ -255,14 +254,47 @@ def _run(target: _Target, config: _Config, key: Array, params: _Params) -> _Carr
         log_step=log_step0.astype(dtype),
         failed=jnp.asarray(0, jnp.int32),
         key=k_loop,
+        order=order,
         hist=hist,
     )
+    probe = jax.vmap(target.loglikelihood_per_datum)(particles[: min(N, _NUM_PROBES)])
+    return carry, probe
+
+
+def _stage_mass(params: _Params, x: Array, log_weights: Array) -> Array:
+    precond = tuning.preconditioning_mass(x, log_weights)
+    return jnp.where(params.precondition, precond, params.mass)
+
+
+@functools.partial(jax.jit, static_argnames=("target", "config"))
+def _advance(
+    target: _Target, config: _Config, carry: _Carry, params: _Params, stop: Array
+) -> _Carry:
+    """Run the stages ``carry.t, ..., stop - 1`` and return the state after them.
+
+    Fewer stages run when the posterior is reached or every particle fails. ``stop`` is
+    traced: one compiled program runs the whole schedule or any slice of it, and a run cut
+    into slices (checkpoints) computes bit for bit what one call computes.
+    """
+    N, n, S = config.num_particles, config.num_data, config.max_stages
+    dtype = jnp.result_type(float)
+    order = carry.order
+    rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
+
+    def data_weights(lam: Array, k: Array) -> Array:
+        return lam * (rank < k).astype(dtype)
+
+    loglik_all = jax.vmap(target.loglikelihood_per_datum)
+    tempering = params.kind < 2
+
+    def stage_mass(x: Array, log_weights: Array) -> Array:
+        return _stage_mass(params, x, log_weights)
 
     def done(c: _Carry) -> Array:
         return (c.lam >= 1.0) & (c.k >= n)
 
     def cond(c: _Carry) -> Array:
-        return (c.t < S) & ~done(c) & (c.failed == 0)
+        return (c.t < jnp.minimum(stop, S)) & ~done(c) & (c.failed == 0)
 
     def next_target(c: _Carry, ll: Array) -> tuple[Array, Array]:
         """``(lam', k')`` of the next stage, for the schedule kind ``params.kind``."""
@@ -422,6 +454,7 @@ def _run(target: _Target, config: _Config, key: Array, params: _Params) -> _Carr
             log_step=log_step,
             failed=failed,
             key=key,
+            order=c.order,
             hist=hist,
         )
 
@@ -483,6 +516,115 @@ def _check_mass(mass: Any, dim: int) -> np.ndarray:
     return np.broadcast_to(m, (dim,)).copy()
 
 
+def _key_data(key: Array) -> np.ndarray:
+    if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return np.asarray(jax.random.key_data(key))
+    return np.asarray(key)
+
+
+def _settings(
+    posterior: Any, target: _Target, config: _Config, dim: int, key: Array, params: _Params
+) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed: every runtime value of the program
+    (small ones as values, arrays by hash), its shapes, the key and the model."""
+    out: dict[str, Any] = dict(config._asdict(), dim=dim, dtype=str(jnp.result_type(float)))
+    for name, value in params._asdict().items():
+        if name in ("progress", "bar_key"):  # how the run is shown, not what it computes
+            continue
+        a = np.asarray(value)
+        out[name] = a.item() if a.size == 1 else _ckpt.array_digest(a)
+    out["kind"] = _KINDS[out["kind"]]
+    out["resampling"] = _RESAMPLING[out["resampling"]]
+    out["key"] = _ckpt.array_digest(_key_data(key))
+    typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+    out["key_impl"] = str(jax.random.key_impl(key)) if typed else None
+    model = getattr(posterior, "model", None)
+    out["model"] = None if model is None else _ckpt.describe(model)
+    return out
+
+
+def _data_hash(posterior: Any, target: _Target, probe: Array | None) -> str | None:
+    """Hash of the data: of ``X`` and ``y`` for a :class:`Posterior` (exact, portable and
+    known before compiling), else of the log-likelihood at a few prior draws (``probe``, a
+    fingerprint of data and model; None until it is computed)."""
+    owner = getattr(target.loglikelihood_per_datum, "__self__", posterior)
+    X, y = getattr(owner, "X", None), getattr(owner, "y", None)
+    if isinstance(X, jax.Array | np.ndarray) and isinstance(y, jax.Array | np.ndarray):
+        return "data:" + _ckpt.array_digest(X, y)
+    return None if probe is None else "likelihood:" + _ckpt.array_digest(probe)
+
+
+def _carry_arrays(carry: _Carry) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for name, value in carry._asdict().items():
+        if name == "hist":
+            out.update({f"hist.{k}": np.asarray(v) for k, v in value._asdict().items()})
+        elif name == "key":
+            out[name] = _key_data(value)
+        else:
+            out[name] = np.asarray(value)
+    return out
+
+
+def _carry_from_arrays(
+    arrays: dict[str, np.ndarray], like: _Carry, path: str | os.PathLike
+) -> _Carry:
+    """A carry from checkpoint arrays, checked against a fresh one's names, shapes, dtypes."""
+    expected = _carry_arrays(like)
+    if set(arrays) != set(expected) or any(
+        arrays[k].shape != v.shape or arrays[k].dtype != v.dtype for k, v in expected.items()
+    ):
+        raise _ckpt.CheckpointError(
+            f"checkpoint {str(_ckpt.paths(path)[0])!r} does not hold the state this run "
+            "expects (damaged, or written by another version); delete it to start afresh"
+        )
+    fields: dict[str, Any] = {}
+    for name, value in like._asdict().items():
+        if name == "hist":
+            fields[name] = _Buffers(
+                *(jnp.asarray(arrays[f"hist.{k}"]) for k in value._fields)
+            )
+        elif name == "key" and jax.dtypes.issubdtype(value.dtype, jax.dtypes.prng_key):
+            fields[name] = jax.random.wrap_key_data(
+                jnp.asarray(arrays[name]), impl=jax.random.key_impl(value)
+            )
+        else:
+            fields[name] = jnp.asarray(arrays[name])
+    return _Carry(**fields)
+
+
+def _run_with_checkpoints(
+    target: _Target,
+    config: _Config,
+    carry: _Carry,
+    params: _Params,
+    path: str | os.PathLike,
+    every: int,
+    meta: dict[str, Any],
+) -> _Carry:
+    """Run ``every`` stages at a time with the one compiled program, saving in between."""
+    S, n = config.max_stages, config.num_data
+    while True:
+        t = int(carry.t)
+        stop = min(t + every, S)
+        carry = _advance(target, config, carry, params, jnp.asarray(stop, jnp.int32))
+        t_new = int(carry.t)
+        if int(carry.failed):
+            return carry  # keep the last good checkpoint; smc() raises
+        finished = t_new < stop or t_new >= S or (float(carry.lam) >= 1.0 and int(carry.k) >= n)
+        info = {
+            "stage": t_new,
+            "finished": finished,
+            "lam": float(carry.lam),
+            "num_data": int(carry.k),
+            "log_evidence": float(carry.log_evidence),
+            "checkpoint_every": every,
+        }
+        _ckpt.save(path, _carry_arrays(carry), {**meta, **info})
+        if finished:
+            return carry
+
+
 def _open_fraction(value: Any, name: str) -> float:
     v = fraction(value, name)
     if v >= 1.0:
@@ -518,6 +660,9 @@ def smc(
     max_stages: int | None = None,
     initial_particles: Any = None,
     progress_bar: bool = False,
+    checkpoint: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
 ) -> SMCResult:
     """Sample a posterior and estimate its evidence with tempered or data-annealed SMC.
 
@@ -583,6 +728,17 @@ def smc(
         Draws from the prior to start from (default: ``sample_prior``).
     progress_bar : bool
         Show the annealing level reached on stderr.
+    checkpoint : path, optional
+        Save the sampler's whole state to ``checkpoint.npz`` and ``checkpoint.json`` (a
+        suffix ``.npz`` or ``.json`` on the path is dropped) every ``checkpoint_every``
+        stages and at the end. Writes are atomic; see :mod:`langevin_nets.checkpoint`.
+    checkpoint_every : int, optional
+        Stages between checkpoints (default 1; needs ``checkpoint``).
+    resume : bool
+        Continue from the checkpoint at ``checkpoint`` if there is one (else start from
+        the beginning). The result is bit for bit that of the uninterrupted run with the
+        same key. Without ``resume`` an existing checkpoint is an error, so that it is
+        never overwritten by accident.
 
     Returns
     -------
@@ -591,9 +747,19 @@ def smc(
     Raises
     ------
     ValueError, TypeError
-        For invalid arguments, before anything is compiled.
+        For invalid arguments, before anything is compiled; when resuming, for a
+        checkpoint written with other settings, another key or other data.
     DivergenceError
         If every particle's log density or gradient became non-finite in a stage.
+
+    Notes
+    -----
+    The stages run in one compiled ``while_loop`` whose carry is the whole sampler state
+    (particles, log weights, evidence so far, schedule position and data order, adapted
+    step size, PRNG key, history, stage counter) and whose last stage is a traced
+    argument: with checkpoints the same program runs ``checkpoint_every`` stages at a time
+    and the state is saved in between. The checkpoint is left in place after the run; a
+    resumed run that had already finished returns at once.
     """
     target = _as_target(posterior)
     if not is_prng_key(key):
@@ -701,6 +867,22 @@ def smc(
     else:
         x0 = np.zeros((N, dim))
     progress_bar = bool(progress_bar)
+    if checkpoint is None:
+        if checkpoint_every is not None or resume:
+            raise ValueError("checkpoint_every and resume need a checkpoint path")
+        every = 0
+    else:
+        _ckpt.paths(checkpoint)  # checks the path
+        every = 1 if checkpoint_every is None else positive_int(
+            checkpoint_every, "checkpoint_every"
+        )
+        if not isinstance(resume, bool | np.bool_):
+            raise TypeError(f"resume must be True or False, got {resume!r}")
+        if not resume and _ckpt.exists(checkpoint):
+            raise _ckpt.CheckpointError(
+                f"a checkpoint already exists at {str(_ckpt.paths(checkpoint)[0])!r}; pass "
+                "resume=True to continue it, or delete it to start afresh"
+            )
 
     dtype = jnp.result_type(float)
     lam_buf = np.ones((S,))
@@ -740,8 +922,30 @@ def smc(
         progress=flag(progress_bar),
         bar_key=jnp.asarray(bar.key, jnp.int32),
     )
-    with bar:
-        final = _run(target, config, key, params)
+    if checkpoint is None:
+        with bar:
+            carry, _ = _init(target, config, key, params)
+            final = _advance(target, config, carry, params, jnp.asarray(S, jnp.int32))
+    else:
+        settings = _settings(posterior, target, config, dim, key, params)
+        loaded = _ckpt.load(checkpoint) if resume else None
+        if loaded is not None:
+            # Refuse a mismatch before compiling when possible (a Posterior's data hash
+            # is known now; that of plain functions needs the compiled probe below).
+            _ckpt.check_compatible(
+                loaded[1], checkpoint, kind="smc", config=settings,
+                data_hash=_data_hash(posterior, target, None),
+            )  # fmt: skip
+        with bar:
+            carry, probe = _init(target, config, key, params)
+            data_hash = _data_hash(posterior, target, probe)
+            meta = _ckpt.header("smc", settings, data_hash)
+            if loaded is not None:
+                _ckpt.check_compatible(
+                    loaded[1], checkpoint, kind="smc", config=settings, data_hash=data_hash
+                )
+                carry = _carry_from_arrays(loaded[0], carry, checkpoint)
+            final = _run_with_checkpoints(target, config, carry, params, checkpoint, every, meta)
     particles, log_weights = final.particles, final.log_weights
     reached = bool(final.lam >= 1.0) and int(final.k) >= n
 

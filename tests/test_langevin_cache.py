@@ -1,0 +1,137 @@
+"""langevin() reuses its compiled sampler across calls with the same function and settings.
+
+Compile counts come from jax's own backend-compile events. Results are compared bitwise:
+the cached program is the very program the first call compiled.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import jax
+import jax.monitoring
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from langevin_nets import langevin
+
+# The module, not the function the package re-exports under the same name.
+LANGEVIN_MODULE = sys.modules["langevin_nets.langevin"]
+BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
+BASE = dict(step_size=0.2, friction=1.0, num_chains=2)
+X0 = np.zeros((2, 3))
+
+
+def std_normal(x):
+    return -0.5 * jnp.sum(x * x)
+
+
+def run_counting_compiles(fn, *args, **kwargs):
+    events = []
+
+    def listen(event, duration, **_):
+        if event == BACKEND_COMPILE:
+            events.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        out = jax.block_until_ready(fn(*args, **kwargs))
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
+    return out, len(events)
+
+
+def same(a, b):
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    return len(leaves_a) == len(leaves_b) and all(
+        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
+        for x, y in zip(leaves_a, leaves_b, strict=True)
+    )
+
+
+def test_repeat_call_does_not_compile_and_matches():
+    key = jax.random.PRNGKey(3)
+    first, n_first = run_counting_compiles(langevin, std_normal, key, X0, 30, **BASE)
+    again, n_again = run_counting_compiles(langevin, std_normal, key, X0, 30, **BASE)
+    other_key, n_other = run_counting_compiles(
+        langevin, std_normal, jax.random.PRNGKey(4), X0, 30, **BASE
+    )
+    assert n_first >= 1
+    assert n_again == 0 and n_other == 0
+    assert same(first, again)
+    assert not np.array_equal(first.positions, other_key.positions)
+    # A new function object is traced afresh and gives the same numbers.
+    fresh = langevin(lambda x: std_normal(x), key, X0, 30, **BASE)
+    assert same(first, fresh)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(step_size=0.3),
+        dict(metropolis=True),
+        dict(num_burnin=5, burnin_mass=3.0),
+        dict(thin=2),
+        dict(record_fn=lambda x: x[0]),
+    ],
+    ids=lambda c: ",".join(c),
+)
+def test_changed_settings_do_not_reuse_the_cached_sampler(change):
+    # Were a setting missing from the cache key, the call would silently rerun the base
+    # sampler and return the base trace.
+    key = jax.random.PRNGKey(5)
+    base = langevin(std_normal, key, X0, 10, **BASE)
+    changed = langevin(std_normal, key, X0, 10, **{**BASE, **change})
+    assert not same(base, changed)
+    if "record_fn" in change:
+        np.testing.assert_array_equal(changed.recorded, changed.positions[..., 0])
+
+
+def test_unhashable_log_density_is_not_cached_but_works():
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, x):
+            return std_normal(x)
+
+    f = Unhashable()
+    key = jax.random.PRNGKey(6)
+    a, n_a = run_counting_compiles(langevin, f, key, X0, 10, **BASE)
+    b, n_b = run_counting_compiles(langevin, f, key, X0, 10, **BASE)
+    assert n_a >= 1 and n_b >= 1
+    assert same(a, b)
+
+
+def test_cache_is_bounded(monkeypatch):
+    monkeypatch.setattr(LANGEVIN_MODULE, "_MAX_SAMPLERS", 2)
+    for n in range(1, 4):
+        langevin(std_normal, jax.random.PRNGKey(0), X0, n, **BASE)
+        assert len(LANGEVIN_MODULE._SAMPLERS) <= 2
+    # The most recent settings are kept.
+    _, n_compiles = run_counting_compiles(
+        langevin, std_normal, jax.random.PRNGKey(0), X0, 3, **BASE
+    )
+    assert n_compiles == 0
+
+
+def test_cached_progress_bar_still_reports(monkeypatch):
+    # The cached program reports to the bar it was traced with; each call must reopen it.
+    bars = []
+
+    class FakeTqdm:
+        def __init__(self, total, **_):
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(sys.modules["langevin_nets.progress"], "tqdm", FakeTqdm)
+    for _ in range(2):
+        langevin(std_normal, jax.random.PRNGKey(0), X0, 40, progress_bar=True, **BASE)
+        jax.effects_barrier()
+    assert [(b.total, b.n) for b in bars] == [(40, 40), (40, 40)]
