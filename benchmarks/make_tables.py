@@ -1,0 +1,405 @@
+"""Turn ``benchmarks/results/*.json`` into the README's benchmark tables.
+
+Rewrites only the part of ``README.md`` between ``<!-- bench:start -->`` and
+``<!-- bench:end -->`` (the markers and a ``## Benchmarks`` heading are appended at the end
+of the README when they are missing). Each results file becomes one subsection that states
+the command that produced it and the machine it ran on. Known benchmarks
+(``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``) get their own
+tables; any other results file is listed with its command.
+
+Usage::
+
+    .venv/bin/python benchmarks/make_tables.py [--results DIR] [--readme PATH] [--check]
+
+``--check`` writes nothing and exits with status 1 when the README is out of date.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+START = "<!-- bench:start -->"
+END = "<!-- bench:end -->"
+HEADING = "## Benchmarks"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A GitHub-flavoured markdown table; floats are shown with 4 significant digits.
+
+    The same format as ``common.markdown_table``, kept here so that this script needs
+    neither JAX nor the package.
+    """
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "|" + "|".join("---" for _ in headers) + "|",
+    ]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _yes(passed: Any) -> str:
+    return "yes" if passed else "NO"
+
+
+def _machine_line(machine: dict[str, Any] | None) -> str:
+    if not machine:
+        return "machine: not recorded"
+    git = machine.get("git") or {}
+    commit = (git.get("commit") or "?")[:10] + (" (dirty)" if git.get("dirty") else "")
+    load = machine.get("load_average_1_5_15min")
+    return (
+        f"machine: {machine.get('cpu_model', '?')}, {machine.get('cpu_count_usable', '?')} "
+        f"usable cores, load average {load} at the start, {machine.get('backend', '?')} "
+        f"backend, JAX {machine.get('jax', '?')}, commit {commit}, "
+        f"{machine.get('timestamp_utc', '?')}"
+    )
+
+
+# -- smc_vs_blackjax -----------------------------------------------------------------------------
+CANDIDATE = "ours_candidate_move"
+
+
+def _us(seconds: float) -> str:
+    return f"{1e6 * seconds:.3g}"
+
+
+def _fmt_tta(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "not reached"
+    return f"{t['wall_s']:.3g} s (N={t['num_particles']}, M={t['num_mcmc_steps']})"
+
+
+def _case_name(c: dict[str, Any]) -> str:
+    batch = c.get("batch_size")
+    return c["name"] + (f" (batch {batch})" if batch else "")
+
+
+def smc_overhead_table(cases: Sequence[dict[str, Any]]) -> str:
+    candidate = any(CANDIDATE in c for c in cases)
+    headers = [
+        "case", "particles", "moves x steps", "stages ours / BlackJAX", "ours us/grad",
+        "BlackJAX us/grad", "gradient alone us/grad", "ratio", "ratio (CPU time)", "target",
+        "pass",
+    ]
+    if candidate:
+        headers += ["ratio with candidate move"]
+    rows = []
+    for c in cases:
+        grad_only = (c.get("gradient_only") or {}).get("seconds_per_gradient_evaluation")
+        row = [
+            _case_name(c),
+            c["num_particles"],
+            f"{c['num_mcmc_steps']}x{c['num_integration_steps']}",
+            f"{statistics.median(c['ours']['num_stages']):g} / "
+            f"{statistics.median(c['blackjax']['num_stages']):g}",
+            _us(c["ours"]["seconds_per_gradient_evaluation"]),
+            _us(c["blackjax"]["seconds_per_gradient_evaluation"]),
+            "-" if grad_only is None else _us(grad_only),
+            c["ratio"],
+            c.get("ratio_cpu", "-"),
+            f"<= {c['target_ratio']}",
+            _yes(c["passed"]),
+        ]
+        if candidate:
+            row.append(c.get("candidate_ratio", "-"))
+        rows.append(row)
+    return markdown_table(headers, rows)
+
+
+def smc_accuracy_table(cases: Sequence[dict[str, Any]]) -> str:
+    rows = []
+    for c in cases:
+        tta = c["time_to_accuracy"]
+        rows.append(
+            [
+                _case_name(c),
+                f"{c['reference_log_z']:.3f} ({c['reference_kind']})",
+                _fmt_tta(tta.get("ours")),
+                _fmt_tta(tta.get("blackjax")),
+                "-" if c["ratio"] is None else c["ratio"],
+                f"<= {c['target_ratio']}",
+                _yes(c["passed"]),
+            ]
+        )
+    tol = cases[0]["error_tolerance"] if cases else 0.1
+    return markdown_table(
+        ["case", "reference log Z", f"ours: time to error < {tol}", "BlackJAX", "ratio",
+         "target", "pass"],
+        rows,
+    )
+
+
+def smc_accuracy_detail(case: dict[str, Any]) -> str:
+    by_budget: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
+    for r in case["rows"]:
+        by_budget.setdefault((r["num_particles"], r["num_mcmc_steps"]), {})[r["sampler"]] = r
+    samplers = [s for s in ("ours", "blackjax", CANDIDATE) if any(s in v for v in
+                                                                   by_budget.values())]
+    labels = {"ours": "ours", "blackjax": "BlackJAX", CANDIDATE: "ours, candidate move"}
+
+    def cell(r: dict[str, Any] | None) -> str:
+        if r is None:
+            return "-"
+        se = r.get("mean_abs_error_se")
+        err = f"{r['mean_abs_error']:.3f}" + ("" if se is None else f" ± {se:.3f}")
+        signed = r.get("mean_error")
+        signed = "" if signed is None else f", mean {signed:+.3f}"
+        stages = statistics.median(r["num_stages"])
+        return f"{r['wall_s_median']:.3g} s, {err}{signed} ({stages:g} stages)"
+
+    rows = [[n, m, *(cell(s.get(name)) for name in samplers)] for (n, m), s in by_budget.items()]
+    return markdown_table(
+        ["particles", "moves", *(f"{labels[s]}: time, mean abs error" for s in samplers)], rows
+    )
+
+
+def render_smc_vs_blackjax(report: dict[str, Any]) -> str:
+    cfg = report.get("config", {})
+    parts = [
+        "Same log density, particles and HMC moves (momentum redrawn, "
+        f"{cfg.get('num_integration_steps', '?')} leapfrog steps, one test per trajectory) for "
+        f"both; BlackJAX {cfg.get('blackjax', '?')}. Times are medians of wall time after a "
+        "warm-up call that compiles the same program; runs of the two samplers interleaved. "
+        "The machine is shared: only the ratios mean anything.",
+    ]
+    if report.get("overhead"):
+        parts += [
+            "",
+            "**Cost per gradient evaluation** (ratio = ours / BlackJAX, seconds per gradient "
+            "evaluation of one particle):",
+            "",
+            smc_overhead_table(report["overhead"]),
+        ]
+        exact = [c for c in report["overhead"] if c["ours"].get("log_z_error_mean") is not None]
+        if exact:
+            parts += [
+                "",
+                "Mean log-evidence error of those runs (exact answer known): "
+                + "; ".join(
+                    f"{c['name']}: ours {c['ours']['log_z_error_mean']:+.2f}, BlackJAX "
+                    f"{c['blackjax']['log_z_error_mean']:+.2f}"
+                    for c in exact
+                )
+                + " nats.",
+            ]
+    if report.get("accuracy"):
+        tol = report["accuracy"][0]["error_tolerance"]
+        parts += [
+            "",
+            f"**Time to a log-evidence error below {tol} nats** (mean absolute error over "
+            "seeds; the time of the cheapest budget that gets there; ratio = ours / "
+            "BlackJAX):",
+            "",
+            smc_accuracy_table(report["accuracy"]),
+        ]
+        looser = [
+            [_case_name(c), tol, _fmt_tta(t.get("ours")), _fmt_tta(t.get("blackjax"))]
+            for c in report["accuracy"]
+            for tol, t in (c.get("time_to_looser_accuracy") or {}).items()
+        ]
+        if looser:
+            parts += [
+                "",
+                "At looser tolerances (no target):",
+                "",
+                markdown_table(["case", "error below (nats)", "ours", "BlackJAX"], looser),
+            ]
+        ref = cfg.get("network_reference")
+        if ref:
+            parts += [
+                "",
+                f"Network reference: {ref['log_z']:.4f} ({ref.get('method', '')}; runs "
+                f"{', '.join(f'{z:.3f}' for z in ref.get('runs_log_z', []))}). It is our "
+                "own sampler's estimate, so it favours ours, and with a spread of "
+                f"{ref.get('runs_std', float('nan')):.2f} nats between its runs it cannot "
+                "resolve errors of 0.1 nats.",
+            ]
+        for c in report["accuracy"]:
+            parts += [
+                "",
+                f"{_case_name(c)}: median time, mean absolute error (± its standard error) "
+                f"and mean signed error of log Z over {c['seeds']} seeds per budget:",
+                "",
+                smc_accuracy_detail(c),
+            ]
+    return "\n".join(parts)
+
+
+def render_smc_network_reference(report: dict[str, Any]) -> str:
+    runs = ", ".join(f"{z:.4f}" for z in report.get("runs_log_z", []))
+    se = report.get("median_se")
+    return (
+        f"Reference log evidence of the README network: **{report['log_z']:.4f}**"
+        + ("" if se is None else f" (standard error of the median about {se:.3f})")
+        + f", the median of: {runs}. Method: {report.get('method', '?')}."
+    )
+
+
+# -- langevin_overhead ----------------------------------------------------------------------------
+def render_langevin_overhead(report: dict[str, Any]) -> str:
+    cases = report.get("cases", [])
+    rows = [
+        [
+            c["name"],
+            c["num_chains"],
+            c["dim"],
+            c["gradient_evaluations"],
+            c["baseline_evals_per_second"],
+            c["langevin_evals_per_second"],
+            c["ratio"],
+            f"<= {c['target_ratio']}",
+            _yes(c["passed"]),
+        ]
+        for c in cases
+    ]
+    table = markdown_table(
+        ["case", "chains", "dim", "grad evals", "gradient loop evals/s", "langevin evals/s",
+         "ratio", "target", "pass"],
+        rows,
+    )
+    return (
+        "`langevin(...)` against a bare `vmap(grad)` scan doing the same gradient evaluations "
+        "(ratio = langevin's time / the loop's):\n\n" + table
+    )
+
+
+def _langevin_overhead_command(report: dict[str, Any]) -> str:
+    cfg = report.get("config", {})
+    args = [".venv/bin/python benchmarks/langevin_overhead.py"]
+    if cfg.get("quick"):
+        args.append("--quick")
+    for flag in ("steps", "repeats", "seed"):
+        if flag in cfg:
+            args.append(f"--{flag} {cfg[flag]}")
+    if cfg.get("cases"):
+        args.append("--cases " + ",".join(cfg["cases"]))
+    return " ".join(args)
+
+
+# -- the README section ---------------------------------------------------------------------------
+RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "smc_vs_blackjax": ("SMC against BlackJAX", render_smc_vs_blackjax),
+    "smc_network_reference": ("Reference log evidence of the README network",
+                              render_smc_network_reference),
+    "langevin_overhead": ("Langevin sampler overhead", render_langevin_overhead),
+}
+ORDER = ("smc_vs_blackjax", "smc_network_reference", "langevin_overhead")
+
+
+def _command(report: dict[str, Any]) -> str:
+    if report.get("command"):
+        return str(report["command"])
+    if report.get("benchmark") == "langevin_overhead":
+        return _langevin_overhead_command(report)
+    invocations = report.get("invocations")
+    if isinstance(invocations, list) and invocations and isinstance(invocations[-1], dict):
+        return str(invocations[-1].get("command", "not recorded"))
+    return "not recorded"
+
+
+def _render_other(report: dict[str, Any]) -> str:
+    """A results file of a kind this script has no tables for: point at its own output."""
+    words = _command(report).split()
+    if "--md" in words[:-1]:
+        return f"Tables: `{words[words.index('--md') + 1]}`."
+    return "No tables for this kind of results file; see the JSON."
+
+
+def render_section(results_dir: Path) -> str:
+    """The markdown between the markers, from every ``*.json`` in ``results_dir``."""
+    reports = []
+    for path in sorted(results_dir.glob("*.json")):
+        try:
+            with open(path, encoding="utf-8") as f:
+                report = json.load(f)
+        except (OSError, json.JSONDecodeError) as err:
+            print(f"warning: skipping {path.name}: {err}", file=sys.stderr)
+            continue
+        if isinstance(report, dict):
+            reports.append((path, report))
+
+    def rank(item: tuple[Path, dict[str, Any]]) -> tuple[int, str]:
+        kind = item[1].get("benchmark", "")
+        return (ORDER.index(kind) if kind in ORDER else len(ORDER), item[0].name)
+
+    parts = [
+        "_Generated by `benchmarks/make_tables.py` from `benchmarks/results/*.json`; "
+        "rerun it after a benchmark instead of editing by hand._"
+    ]
+    kinds = [r.get("benchmark", p.stem) for p, r in reports]
+    for path, report in sorted(reports, key=rank):
+        kind = report.get("benchmark", path.stem)
+        title, render = RENDERERS.get(kind, (f"Benchmark `{kind}`", _render_other))
+        if kinds.count(kind) > 1:
+            title += f" (`{path.name}`)"
+        rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+        parts += [
+            "",
+            f"### {title}",
+            "",
+            f"Produced by `{_command(report)}` (results: `{rel}`); "
+            + _machine_line(report.get("machine")) + ".",
+        ]
+        try:
+            parts += ["", render(report)]
+        except (KeyError, TypeError, ValueError, IndexError) as err:
+            parts += ["", f"(could not render this file: {err!r})"]
+    return "\n".join(parts)
+
+
+def update_readme(text: str, section: str) -> str:
+    """``text`` with the marked section replaced (markers appended when missing)."""
+    block = f"{START}\n{section}\n{END}"
+    if START in text and END in text and text.index(START) < text.index(END):
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        return head + block + tail
+    if START in text or END in text:
+        raise ValueError(f"README has only one of {START} / {END}, or them out of order")
+    sep = "" if text.endswith("\n\n") else ("\n" if text.endswith("\n") else "\n\n")
+    return f"{text}{sep}{HEADING}\n\n{block}\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--results", type=Path, default=HERE / "results")
+    p.add_argument("--readme", type=Path, default=ROOT / "README.md")
+    p.add_argument("--check", action="store_true",
+                   help="write nothing; exit 1 if the README's section is out of date")
+    args = p.parse_args(argv)
+    if not args.results.is_dir():
+        p.error(f"no results folder {args.results}")
+    if not args.readme.exists():
+        p.error(f"no README at {args.readme}")
+    text = args.readme.read_text(encoding="utf-8")
+    try:
+        new = update_readme(text, render_section(args.results))
+    except ValueError as err:
+        p.error(str(err))
+    if args.check:
+        if new != text:
+            print(f"{args.readme} is out of date; run benchmarks/make_tables.py")
+            return 1
+        return 0
+    if new != text:
+        args.readme.write_text(new, encoding="utf-8")
+        print(f"updated {args.readme}")
+    else:
+        print(f"{args.readme} already up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
