@@ -61,7 +61,7 @@ def _metropolis(
     return out, jnp.exp(log_accept)
 
 
-def move(
+def _baoab_move(
     key: Array,
     state: BAOABState,
     logdensity_fn: Callable[[Array], Array],
@@ -72,7 +72,7 @@ def move(
     per_step_test: Array | bool,
     metropolis: Array | bool,
 ) -> tuple[BAOABState, MoveInfo]:
-    """One move of ``num_integration_steps`` BAOAB steps from a fresh momentum.
+    """One move of ``num_integration_steps`` BAOAB steps from a fresh momentum (general path).
 
     Parameters
     ----------
@@ -95,9 +95,7 @@ def move(
     def body(i: Array, carry: tuple[BAOABState, Array, Array, Array]) -> tuple:
         s, work, acc, div = carry
         k = jax.random.fold_in(k_steps, i)
-        proposal, info = baoab.step(
-            k, s, logdensity_fn, step_size, friction, mass, 1.0, False, 1
-        )
+        proposal, info = baoab.step(k, s, logdensity_fn, step_size, friction, mass, 1.0, False, 1)
         tested, p_accept = _metropolis(
             jax.random.fold_in(k, 1), proposal, s, info.energy_error, flip=True
         )
@@ -116,3 +114,78 @@ def move(
     steps = jnp.maximum(num_integration_steps, 1).astype(dtype)
     acceptance = jnp.where(trajectory_test, p_traj, acc_sum / steps)
     return out, MoveInfo(acceptance, divergent)
+
+
+def _leapfrog_move(
+    key: Array,
+    state: BAOABState,
+    logdensity_fn: Callable[[Array], Array],
+    step_size: Array,
+    mass: Array | float,
+    num_integration_steps: Array,
+) -> tuple[BAOABState, MoveInfo]:
+    """The HMC move (friction 0, one test per trajectory) without the O step's noise.
+
+    With friction 0 the O step multiplies a fresh normal draw by zero, and drawing it costs
+    more than a small network's gradient. This path draws the same momentum, runs the same
+    arithmetic without it and makes the same accept decision as :func:`_baoab_move`.
+    """
+    k_mom, _, k_accept = jax.random.split(key, 3)
+    momentum = baoab.sample_momentum(k_mom, state.position, mass, 1.0)
+    start = state._replace(momentum=momentum)
+    h = step_size
+
+    def body(_: Array, carry: tuple[BAOABState, Array, Array]) -> tuple:
+        s, work, div = carry
+        q, p, logp, g = s
+        k0 = baoab.kinetic_energy(p, mass)
+        p = p + 0.5 * h * g
+        q = q + 0.5 * h * p / mass
+        q = q + 0.5 * h * p / mass  # BAOAB's A O A with O the identity
+        logp_new, g_new = jax.value_and_grad(logdensity_fn)(q)
+        p = p + 0.5 * h * g_new
+        new = BAOABState(q, p, logp_new, g_new)
+        w = (-logp_new + baoab.kinetic_energy(p, mass)) - (-logp + k0)
+        return new, work + w, div | ~_finite(new)
+
+    zero = jnp.zeros((), state.logdensity.dtype)
+    end, work, divergent = jax.lax.fori_loop(
+        0, num_integration_steps, body, (start, zero, jnp.asarray(False))
+    )
+    out, p_accept = _metropolis(k_accept, end, start, work, flip=False)
+    return out, MoveInfo(p_accept, divergent | ~_finite(end))
+
+
+def move(
+    key: Array,
+    state: BAOABState,
+    logdensity_fn: Callable[[Array], Array],
+    step_size: Array,
+    friction: Array,
+    mass: Array | float,
+    num_integration_steps: Array,
+    per_step_test: Array | bool,
+    metropolis: Array | bool,
+) -> tuple[BAOABState, MoveInfo]:
+    """One move of ``num_integration_steps`` BAOAB steps from a fresh momentum.
+
+    Plain HMC moves (friction 0, Metropolis, one test per trajectory) take a noise-free fast
+    path; the choice is a ``lax.cond`` on runtime flags, so every move kind shares one
+    compiled program. Arguments as in :func:`_baoab_move`.
+    """
+    fast = jnp.asarray(metropolis) & ~jnp.asarray(per_step_test) & (jnp.asarray(friction) == 0)
+    return jax.lax.cond(
+        fast,
+        lambda: _leapfrog_move(key, state, logdensity_fn, step_size, mass, num_integration_steps),
+        lambda: _baoab_move(
+            key,
+            state,
+            logdensity_fn,
+            step_size,
+            friction,
+            mass,
+            num_integration_steps,
+            per_step_test,
+            metropolis,
+        ),
+    )
