@@ -44,6 +44,7 @@ from langevin_nets.optimize import find_map
 from langevin_nets.validation import (
     as_float_matrix,
     fraction,
+    nonnegative_float,
     positive_float,
     positive_int,
 )
@@ -96,7 +97,7 @@ def baoab(
     """
     dt = positive_float(dt, "dt")
     beta = positive_float(beta, "beta")
-    gamma = _nonnegative_float(gamma, "gamma")
+    gamma = nonnegative_float(gamma, "gamma")
     mass = _check_mass(mass, None, "mass")
     c = float(np.exp(-gamma * dt))
     noise_var = (1.0 - c * c) / beta
@@ -179,16 +180,6 @@ def _seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise TypeError(f"seed must be an integer, got {seed!r}")
     return int(seed)
-
-
-def _nonnegative_float(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return v
 
 
 def _check_mass(mass: Any, dim: int | None, name: str = "mass") -> Any:
@@ -518,7 +509,7 @@ class GaussianDenseNN:
 
     @lam.setter
     def lam(self, value: Any) -> None:
-        v = _nonnegative_float(value, "lam")
+        v = nonnegative_float(value, "lam")
         self._lam = v
         self._run_fns = None
         self._stale = True
@@ -547,7 +538,7 @@ class GaussianDenseNN:
         if mass is not None:
             self.mass = _check_mass(mass, self.dim)
         if gamma is not None:
-            self.gamma = _nonnegative_float(gamma, "gamma")
+            self.gamma = nonnegative_float(gamma, "gamma")
         k = self._momentum_key() if key is None else key
         self.momenta = self._draw_momentum(k, self.dim)
 
@@ -604,7 +595,7 @@ class GaussianDenseNN:
             raise ValueError(
                 f"new_targets must have shape ({X.shape[0]}, {d_out}), got shape {y.shape}"
             )
-        lam = _nonnegative_float(lam, "lam")
+        lam = nonnegative_float(lam, "lam")
         dtype = jnp.result_type(float)
         return self._fns.log_like(u, jnp.asarray(X, dtype), jnp.asarray(y, dtype), lam)
 

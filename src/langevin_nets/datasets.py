@@ -20,7 +20,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from langevin_nets.optimize import is_prng_key
-from langevin_nets.validation import as_float_matrix, nonnegative_int, positive_int
+from langevin_nets.validation import (
+    as_float_matrix,
+    nonnegative_float,
+    nonnegative_int,
+    positive_int,
+)
 
 Array = jax.Array
 
@@ -71,16 +76,6 @@ def _rng(key: Any, seed: Any) -> np.random.Generator:
     return np.random.default_rng(np.asarray(k, dtype=np.uint32).ravel().tolist())
 
 
-def _nonnegative_float(value: Any, name: str) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a non-negative number, got {value!r}") from None
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
-    return v
-
-
 # -- the sandbox's toy problem -------------------------------------------------------------------
 def true_response(x: Any) -> Any:
     """``4 sin(x - 2) + sin(8x - 2) - 4x^2``, elementwise (NumPy in, NumPy out; JAX in, JAX out)."""
@@ -106,7 +101,7 @@ def toy_problem(
         :func:`true_response`.
     """
     n = positive_int(n, "n")
-    noise = _nonnegative_float(noise, "noise")
+    noise = nonnegative_float(noise, "noise")
     k = _key(key, seed)
     X = jnp.linspace(0.0, 1.0, n).reshape((n, 1))
     y = true_response(X) + jax.random.normal(k, (n, 1)) * noise
@@ -188,7 +183,7 @@ def random_polynomial(
     """
     num_features = positive_int(num_features, "num_features")
     degree = nonnegative_int(degree, "degree")
-    coef_scale = _nonnegative_float(coef_scale, "coef_scale")
+    coef_scale = nonnegative_float(coef_scale, "coef_scale")
     all_exp = _monomial_exponents(num_features, degree)
     n_all = all_exp.shape[0]
     num_terms = n_all if num_terms is None else positive_int(num_terms, "num_terms")
@@ -232,7 +227,7 @@ def make_regression(
         The noise-free response.
     """
     n = positive_int(n, "n")
-    noise = _nonnegative_float(noise, "noise")
+    noise = nonnegative_float(noise, "noise")
     try:
         lo, hi = (float(v) for v in input_range)
     except (TypeError, ValueError):

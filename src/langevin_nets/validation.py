@@ -60,6 +60,17 @@ def nonnegative_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def nonnegative_float(value: Any, name: str) -> float:
+    """Return ``value`` as a non-negative finite float, or raise ``ValueError``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a non-negative number, got {value!r}") from None
+    if not math.isfinite(v) or v < 0:
+        raise ValueError(f"{name} must be a non-negative finite number, got {value!r}")
+    return v
+
+
 def fraction(value: Any, name: str) -> float:
     """Return ``value`` as a float in (0, 1], or raise ``ValueError``."""
     try:
