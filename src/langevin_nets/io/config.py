@@ -32,6 +32,22 @@ class InputError(ValueError):
     """
 
 
+def read_input_bytes(path: Path, role: str, option: str, kind: str) -> bytes:
+    """The bytes of an input file, or an :class:`InputError` naming ``role`` and ``option``.
+
+    ``kind`` says what the option expects (e.g. "a CSV file") when given a directory.
+    """
+    name = str(path)
+    if not path.exists():
+        raise InputError(f"{role} file {name!r} does not exist; check the path given to {option}")
+    if path.is_dir():
+        raise InputError(f"{role} file {name!r} is a directory; give {kind} to {option}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {role} file {name!r}: {e.strerror}") from None
+
+
 class InputTypeError(TypeError):
     """An option of the Python API has the wrong type."""
 
@@ -434,14 +450,7 @@ def load_toml(path: str | os.PathLike, keys: tuple[str, ...] = FIT_KEYS) -> dict
         If the file is missing, unreadable, not valid TOML, or holds unknown keys.
     """
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"config file {str(p)!r} does not exist; check the --config path")
-    if p.is_dir():
-        raise InputError(f"config file {str(p)!r} is a directory; give a .toml file to --config")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read config file {str(p)!r}: {e.strerror}") from None
+    raw = read_input_bytes(p, "config", "--config", "a TOML file")
     try:
         table = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:

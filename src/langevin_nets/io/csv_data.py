@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from langevin_nets.io.config import InputError
+from langevin_nets.io.config import InputError, read_input_bytes
 
 _SNIFF_BYTES = 8192
 
@@ -97,14 +97,7 @@ def read_table(path: str | os.PathLike, role: str = "data", option: str = "--dat
     """
     p = Path(path)
     name = str(p)
-    if not p.exists():
-        raise InputError(f"{role} file {name!r} does not exist; check the path given to {option}")
-    if p.is_dir():
-        raise InputError(f"{role} file {name!r} is a directory; give a CSV file to {option}")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read {role} file {name!r}: {e.strerror}") from None
+    raw = read_input_bytes(p, role, option, "a CSV file")
     not_csv = f"{role} file {name!r} is not a CSV file"
     if b"\x00" in raw[:_SNIFF_BYTES]:
         raise InputError(f"{not_csv} (it holds binary data); give a comma-separated text file")
