@@ -68,6 +68,7 @@ class BayesianMLP:
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.noise_shape = positive_float(noise_shape, "noise_shape")
         self.noise_std = None if noise_std is None else positive_float(noise_std, "noise_std")
+        self._default_network = network is None
         self.network = network if network is not None else mlp(self.layer_sizes, activation)
 
         # Shapes only: eval_shape avoids running (and compiling) init op by op.
@@ -179,6 +180,26 @@ class BayesianMLP:
         """
         return Posterior(self, X, y)
 
+    # -- identity -----------------------------------------------------------------------------
+    def _identity(self) -> tuple:
+        # A user network is compared by identity; the default MLP is rebuilt from the sizes.
+        activation = self.activation if isinstance(self.activation, str) else id(self.activation)
+        network = None if self._default_network else id(self.network)
+        return (
+            self.layer_sizes, activation, self.prior, self.prior_scale, self.noise_shape,
+            self.noise_std, network,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        # Equal models give the same densities: a compiled sampler for one is reused for the
+        # other (the model is the static part of a Posterior pytree).
+        if not isinstance(other, BayesianMLP):
+            return NotImplemented
+        return self._identity() == other._identity()
+
+    def __hash__(self) -> int:
+        return hash(self._identity())
+
     def __repr__(self) -> str:
         noise = (
             f"noise_std={self.noise_std}" if self.noise_std else f"noise_shape={self.noise_shape}"
@@ -189,11 +210,17 @@ class BayesianMLP:
         )
 
 
+@jax.tree_util.register_pytree_node_class
 class Posterior:
     """The posterior of a :class:`BayesianMLP` given data ``(X, y)``.
 
     All methods take flat positions of shape ``(dim,)`` and are pure JAX functions,
     safe to ``jit``, ``grad`` and ``vmap``.
+
+    A ``Posterior`` is a pytree whose leaves are the data ``(X, y)`` and whose static part
+    is the model: passed as an argument to a jitted function, the data are traced, so one
+    compiled program serves every data set of the same shape (e.g. the splits of a
+    benchmark) instead of being rebuilt with the data baked in as constants.
     """
 
     def __init__(self, model: BayesianMLP, X: Any, y: Any) -> None:
@@ -241,3 +268,18 @@ class Posterior:
 
     def __call__(self, position: Array) -> Array:
         return self.logdensity(position)
+
+    # -- pytree -------------------------------------------------------------------------------
+    def tree_flatten(self) -> tuple[tuple[Array, Array], BayesianMLP]:
+        return (self.X, self.y), self.model
+
+    @classmethod
+    def tree_unflatten(cls, model: BayesianMLP, children: tuple[Any, Any]) -> Posterior:
+        # No validation: the leaves may be tracers or placeholders (jax.tree transforms).
+        post = object.__new__(cls)
+        post.model = model
+        post.X, post.y = children
+        shape = getattr(post.X, "shape", None)
+        post.num_data = int(shape[0]) if shape else 0
+        post.dim = model.dim
+        return post
