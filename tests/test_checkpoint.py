@@ -359,6 +359,44 @@ def test_langevin_resume_is_refused_with_other_settings(tmp_path):
         langevin(std_normal, jax.random.PRNGKey(3), x0, 8, resume=True, **LKW)
 
 
+@pytest.mark.parametrize(
+    "extra",
+    [dict(), dict(on_divergence="restart", burnin_step_size=50.0)],
+    ids=["raise", "restart-in-burnin"],
+)
+def test_langevin_killed_during_burnin_resumes_bitwise(extra, tmp_path, monkeypatch):
+    # 30 burn-in steps in slices of checkpoint_every * thin = 12 steps: saved after steps 12
+    # and 24; the last 6 run with the first production slice. With "restart" the burn-in
+    # step of 50 (25 times the stability limit) is halved per chain while the run is cut,
+    # so the checkpoints carry the per-chain step sizes and restart counts.
+    kw = dict(LKW, num_burnin=30, **extra)
+    key = jax.random.PRNGKey(5)
+    plain = langevin(std_normal, key, X0, 10, **kw)
+    if extra:
+        assert np.all(plain.num_restarts >= 5)
+    path = tmp_path / "lv"
+    for kills, burned, resume_every in [(1, 12, 6), (2, 24, 4)]:
+        with monkeypatch.context() as m:
+            kill_after(m, "save", ckpt, calls=kills)
+            with pytest.raises(Killed):
+                langevin(std_normal, key, X0, 10, checkpoint=path, checkpoint_every=6, **kw)
+        meta = ckpt.info(path)
+        assert (meta["phase"], meta["burnin_step"], meta["sample"]) == ("burn-in", burned, 0)
+        assert not meta["finished"]
+        restarts = ckpt.load(path)[0][".chains.num_restarts"]
+        assert restarts.shape == (2,) and (restarts.sum() > 0) == bool(extra)
+        if extra:  # the restart settings are part of the configuration
+            with pytest.raises(ckpt.CheckpointError, match="on_divergence: 'restart' in the "
+                               "checkpoint, 'raise' now"):  # fmt: skip
+                langevin(std_normal, key, X0, 10, checkpoint=path, resume=True,
+                         **(kw | dict(on_divergence="raise")))  # fmt: skip
+        resumed = langevin(std_normal, key, X0, 10, checkpoint=path, resume=True,
+                           checkpoint_every=resume_every, **kw)  # fmt: skip
+        assert same_trace(resumed, plain)
+        assert ckpt.info(path)["finished"] and ckpt.info(path)["burnin_step"] == 30
+        ckpt.remove(path)
+
+
 # -- the command line, killed for real ---------------------------------------------------------
 
 # The killed run sleeps after each checkpoint it saves (nothing else changes), so that the
