@@ -8,6 +8,7 @@ the position holds the weights alone.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ from jax.scipy.special import gammaln
 
 from langevin_nets.activations import get_activation
 from langevin_nets.networks import Network, mlp, validate_layer_sizes
-from langevin_nets.validation import as_float_matrix, choice, positive_float
+from langevin_nets.validation import as_float_matrix, choice, positive_float, positive_int
 
 Array = jax.Array
 
@@ -170,15 +171,24 @@ class BayesianMLP:
         log_sigma = jnp.log(jnp.maximum(sigma, jnp.finfo(w.dtype).tiny))
         return jnp.concatenate([log_sigma[..., None], w], axis=-1)
 
-    def posterior(self, X: Any, y: Any) -> Posterior:
+    def posterior(self, X: Any, y: Any, data_chunk: int | None = None) -> Posterior:
         """Bind training data and return the :class:`Posterior`.
+
+        Parameters
+        ----------
+        X, y : array-like
+            Inputs ``(n, d_in)`` and targets ``(n, d_out)`` (or ``(n,)`` for one output).
+        data_chunk : int, optional
+            Evaluate the network on at most this many rows at a time, to bound the memory
+            of gradients on large data sets (see :meth:`Posterior.with_data_chunk`).
 
         Raises
         ------
         ValueError
-            If shapes disagree with ``layer_sizes`` or the data hold NaN/inf.
+            If shapes disagree with ``layer_sizes``, the data hold NaN/inf, or
+            ``data_chunk`` is not a positive integer.
         """
-        return Posterior(self, X, y)
+        return Posterior(self, X, y, data_chunk=data_chunk)
 
     # -- identity -----------------------------------------------------------------------------
     def _identity(self) -> tuple:
@@ -221,9 +231,16 @@ class Posterior:
     is the model: passed as an argument to a jitted function, the data are traced, so one
     compiled program serves every data set of the same shape (e.g. the splits of a
     benchmark) instead of being rebuilt with the data baked in as constants.
+
+    With a ``data_chunk`` (see :meth:`with_data_chunk`) the network is evaluated on that
+    many rows at a time and its activations are recomputed in the backward pass, so that
+    the memory of a gradient grows with the chunk rather than with the data set. The chunk
+    is static, next to the model, in the pytree's auxiliary data.
     """
 
-    def __init__(self, model: BayesianMLP, X: Any, y: Any) -> None:
+    def __init__(
+        self, model: BayesianMLP, X: Any, y: Any, *, data_chunk: int | None = None
+    ) -> None:
         X = as_float_matrix(X, "X")
         y = as_float_matrix(y, "y")
         d_in, d_out = model.layer_sizes[0], model.layer_sizes[-1]
@@ -238,6 +255,38 @@ class Posterior:
         self.y = jnp.asarray(y, dtype=jnp.result_type(float))
         self.num_data = int(X.shape[0])
         self.dim = model.dim
+        self.data_chunk = _check_data_chunk(data_chunk, self.num_data)
+
+    def with_data_chunk(self, chunk: int | None) -> Posterior:
+        """The same posterior, its likelihood evaluated ``chunk`` data rows at a time.
+
+        The values are those of the unchunked posterior up to float rounding. The network
+        runs on one chunk after another (a ``lax.map``) with each chunk's body under
+        ``jax.checkpoint``: a reverse-mode gradient keeps the activations of one chunk at a
+        time, ``O(chunk x width)`` per particle instead of ``O(n x width)``, for the cost of
+        a second forward pass through the network.
+
+        Parameters
+        ----------
+        chunk : int or None
+            Rows per chunk, a positive integer; ``None``, or a chunk of at least
+            ``num_data`` rows, evaluates all rows at once (stored as ``None``).
+
+        Returns
+        -------
+        Posterior
+            A new posterior sharing this one's data arrays and model.
+
+        Raises
+        ------
+        TypeError, ValueError
+            If ``chunk`` is not ``None`` or a positive integer.
+        """
+        chunk = _check_data_chunk(chunk, self.num_data)
+        post = object.__new__(Posterior)
+        post.__dict__.update(self.__dict__)
+        post.data_chunk = chunk
+        return post
 
     def logprior(self, position: Array) -> Array:
         """Log prior density."""
@@ -245,7 +294,11 @@ class Posterior:
 
     def loglikelihood_per_datum(self, position: Array) -> Array:
         """Log-likelihood of each data point, shape ``(num_data,)``."""
-        return self.model.loglikelihood_per_datum(position, self.X, self.y)
+        chunk = self.data_chunk
+        n = self.X.shape[0]
+        if chunk is None or chunk >= n:
+            return self.model.loglikelihood_per_datum(position, self.X, self.y)
+        return _chunked_loglikelihood(self.model, chunk, position, self.X, self.y)
 
     def loglikelihood(self, position: Array) -> Array:
         """Total log-likelihood."""
@@ -270,16 +323,58 @@ class Posterior:
         return self.logdensity(position)
 
     # -- pytree -------------------------------------------------------------------------------
-    def tree_flatten(self) -> tuple[tuple[Array, Array], BayesianMLP]:
-        return (self.X, self.y), self.model
+    def tree_flatten(self) -> tuple[tuple[Array, Array], tuple[BayesianMLP, int | None]]:
+        # The chunk is static (it sets the shapes of the compiled loop), the data are not.
+        return (self.X, self.y), (self.model, self.data_chunk)
 
     @classmethod
-    def tree_unflatten(cls, model: BayesianMLP, children: tuple[Any, Any]) -> Posterior:
+    def tree_unflatten(
+        cls, aux: tuple[BayesianMLP, int | None], children: tuple[Any, Any]
+    ) -> Posterior:
         # No validation: the leaves may be tracers or placeholders (jax.tree transforms).
+        model, data_chunk = aux
         post = object.__new__(cls)
         post.model = model
+        post.data_chunk = data_chunk
         post.X, post.y = children
         shape = getattr(post.X, "shape", None)
         post.num_data = int(shape[0]) if shape else 0
         post.dim = model.dim
         return post
+
+
+def _check_data_chunk(chunk: Any, num_data: int) -> int | None:
+    """``chunk`` as a positive int, or ``None`` when absent or covering all ``num_data`` rows."""
+    if chunk is None:
+        return None
+    chunk = positive_int(chunk, "data_chunk")
+    return None if chunk >= num_data else chunk
+
+
+def _chunked_loglikelihood(
+    model: BayesianMLP, chunk: int, position: Array, X: Array, y: Array
+) -> Array:
+    """``model.loglikelihood_per_datum`` over ``chunk`` rows at a time, ``chunk < n``.
+
+    The ``n // chunk`` full chunks go through a ``lax.map``; the ``n % chunk`` rows left
+    over, if any, are one more call. No padding: padded rows would cost network
+    evaluations, and a non-finite output on a padding row would turn the gradient into
+    NaN even after being sliced away (0 * inf).
+    """
+    n = X.shape[0]
+    num_full = n // chunk
+    split = num_full * chunk
+
+    # Under checkpoint only the body's inputs are kept for the backward pass; each chunk's
+    # activations are recomputed there. prevent_cse=False is safe inside a loop (lax.map)
+    # and lets XLA keep its usual optimisations.
+    @functools.partial(jax.checkpoint, prevent_cse=False)
+    def body(theta: Array, xb: Array, yb: Array) -> Array:
+        return model.loglikelihood_per_datum(theta, xb, yb)
+
+    Xs = X[:split].reshape(num_full, chunk, X.shape[1])
+    ys = y[:split].reshape(num_full, chunk, y.shape[1])
+    full = jax.lax.map(lambda xy: body(position, xy[0], xy[1]), (Xs, ys)).reshape(split)
+    if split == n:
+        return full
+    return jnp.concatenate([full, body(position, X[split:], y[split:])])

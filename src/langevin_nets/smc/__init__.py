@@ -9,7 +9,9 @@ Modules: :mod:`~langevin_nets.smc.engine` (the stage loop and the public functio
 :mod:`~langevin_nets.smc.schedules` (fixed paths, adaptive next stage),
 :mod:`~langevin_nets.smc.resampling` (four unbiased schemes, ESS),
 :mod:`~langevin_nets.smc.moves` (HMC / generalised-HMC moves on the BAOAB kernel),
-:mod:`~langevin_nets.smc.tuning` (step size, trajectory length, preconditioning).
+:mod:`~langevin_nets.smc.tuning` (step size, trajectory length, preconditioning),
+:mod:`~langevin_nets.smc.sharding` (the particles split over devices: ``smc(...,
+devices=...)``; chunked evaluation: ``particle_chunk``).
 
 Defaults were chosen on the README toy problem (``X = linspace(0, 1, 50)``,
 ``y = 4 sin(x - 2) + sin(8x - 2) - 4x^2 + 0.5 noise``, a (1, 50, 1) tanh network with a
@@ -36,8 +38,10 @@ from langevin_nets.smc.resampling import (
     systematic,
 )
 from langevin_nets.smc.schedules import geometric_lambdas, linear_lambdas
+from langevin_nets.smc.sharding import PARTICLE_AXIS, particle_mesh
 
 __all__ = [
+    "PARTICLE_AXIS",
     "RESAMPLERS",
     "SMCHistory",
     "SMCResult",
@@ -45,6 +49,7 @@ __all__ = [
     "geometric_lambdas",
     "linear_lambdas",
     "multinomial",
+    "particle_mesh",
     "residual",
     "smc",
     "stratified",

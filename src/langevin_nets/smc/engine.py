@@ -37,7 +37,7 @@ import langevin_nets.kernels.baoab as baoab
 from langevin_nets.errors import DivergenceError
 from langevin_nets.optimize import is_prng_key
 from langevin_nets.progress import LevelProgressBar, report_level
-from langevin_nets.smc import schedules, tuning
+from langevin_nets.smc import schedules, sharding, tuning
 from langevin_nets.smc.moves import MOVES, move
 from langevin_nets.smc.resampling import RESAMPLERS, ess
 from langevin_nets.validation import choice, fraction, nonnegative_int, positive_float, positive_int
@@ -93,6 +93,8 @@ class SMCResult(NamedTuple):
     ----------
     particles : array ``(N, dim)``
         Final particles (all finite; a dropped particle keeps a finite position and weight 0).
+        Split over the devices of a sharded run; a numpy array in a multi-process run (as
+        are ``log_weights``).
     log_weights : array ``(N,)``
         Normalised log weights (``logsumexp = 0``; ``-inf`` for dropped particles).
     log_evidence : float
@@ -103,6 +105,8 @@ class SMCResult(NamedTuple):
         The run stopped at ``max_stages`` before reaching the posterior.
     num_gradient_evaluations : int
         Gradient evaluations of the log density over all particles.
+    num_devices : int
+        Devices the particles were split over (1: not sharded).
     """
 
     particles: Array
@@ -112,6 +116,7 @@ class SMCResult(NamedTuple):
     num_stages: int
     hit_max_stages: bool
     num_gradient_evaluations: int
+    num_devices: int = 1
 
 
 class _Target(NamedTuple):
@@ -124,13 +129,22 @@ class _Config(NamedTuple):
     """The shapes of the compiled program (hashable): a change recompiles.
 
     Everything else is a runtime value in :class:`_Params`, so runs on one target with the
-    same particle count and stage cap share one program whatever the schedule, thresholds,
-    resampling scheme, move kind or tuning options.
+    same particle count and stage cap share one program whatever the schedule within its
+    family (tempering, or data annealing), thresholds, resampling scheme, move kind or
+    tuning options. The family is static because tempering needs only one log-likelihood
+    per particle, ``(N,)``, while data annealing needs the ``(N, n)`` per-datum matrix: a
+    program holding both would reserve memory for the matrix even when it never runs.
+    ``mesh`` and ``particle_chunk`` say how the program is laid out (devices, memory), not
+    what it computes: they are left out of checkpoints, as is ``tempering`` (the schedule
+    kind is recorded).
     """
 
     num_particles: int
     num_data: int
     max_stages: int
+    tempering: bool = True
+    mesh: Any = None  # jax.sharding.Mesh over the particles, or None for one device
+    particle_chunk: int | None = None
 
 
 # Schedule kinds, as indices of a lax.switch.
@@ -211,10 +225,25 @@ def _normalise(log_weights: Array) -> tuple[Array, Array]:
     return jnp.where(jnp.isfinite(total), lw - total, lw), total
 
 
-@functools.partial(jax.jit, static_argnames=("target", "config"))
-def _init(target: _Target, config: _Config, key: Array, params: _Params) -> tuple[_Carry, Array]:
+def _traced_target(static: _Target | None, data: Any) -> _Target:
+    """The target inside a compiled function: the static triple of plain functions, or
+    the methods of the traced pytree posterior ``data``."""
+    return static if static is not None else _as_target(data)
+
+
+@functools.partial(jax.jit, static_argnames=("static_target", "config"))
+def _init(
+    static_target: _Target | None, config: _Config, data: Any, key: Array, params: _Params
+) -> tuple[_Carry, Array]:
     """The state before the first stage, and the log-likelihood at a few of its particles
-    (a fingerprint of the data for checkpoints)."""
+    (a fingerprint of the data for checkpoints).
+
+    The target is ``static_target`` (plain functions, part of the compiled program) or, when
+    that is None, the pytree posterior ``data`` (traced: one program for all data sets of a
+    shape).
+    """
+    target = _traced_target(static_target, data)
+    mesh = config.mesh
     N, n, S = config.num_particles, config.num_data, config.max_stages
     dtype = jnp.result_type(float)
     k_init, k_order, k_loop = jax.random.split(key, 3)
@@ -222,8 +251,9 @@ def _init(target: _Target, config: _Config, key: Array, params: _Params) -> tupl
     particles = jnp.where(
         params.has_initial,
         params.initial_particles.astype(dtype),
-        target.sample_prior(k_init, N).astype(dtype),
+        sharding.constrain(target.sample_prior(k_init, N).astype(dtype), mesh),
     )
+    particles = sharding.constrain(particles, mesh)
     shuffled = jax.random.permutation(k_order, n).astype(jnp.int32)
     order = jnp.where(params.shuffle, shuffled, params.order)
     tempering = params.kind < 2
@@ -247,7 +277,7 @@ def _init(target: _Target, config: _Config, key: Array, params: _Params) -> tupl
     carry = _Carry(
         t=jnp.asarray(0, jnp.int32),
         particles=particles,
-        log_weights=jnp.full((N,), -math.log(N), dtype),
+        log_weights=sharding.constrain(jnp.full((N,), -math.log(N), dtype), mesh),
         lam=lam0,
         k=k0,
         log_evidence=jnp.zeros((), dtype),
@@ -266,16 +296,29 @@ def _stage_mass(params: _Params, x: Array, log_weights: Array) -> Array:
     return jnp.where(params.precondition, precond, params.mass)
 
 
-@functools.partial(jax.jit, static_argnames=("target", "config"))
+@functools.partial(jax.jit, static_argnames=("static_target", "config"))
 def _advance(
-    target: _Target, config: _Config, carry: _Carry, params: _Params, stop: Array
+    static_target: _Target | None,
+    config: _Config,
+    data: Any,
+    carry: _Carry,
+    params: _Params,
+    stop: Array,
 ) -> _Carry:
     """Run the stages ``carry.t, ..., stop - 1`` and return the state after them.
 
     Fewer stages run when the posterior is reached or every particle fails. ``stop`` is
     traced: one compiled program runs the whole schedule or any slice of it, and a run cut
-    into slices (checkpoints) computes bit for bit what one call computes.
+    into slices (checkpoints) computes bit for bit what one call computes. The target is
+    given as in :func:`_init`.
+
+    With a mesh the particle arrays (particles, log weights, BAOAB states) are split over
+    it: they are constrained to that sharding at the loop carry, after resampling and in
+    the moves' loop, so the per-particle work stays on each device and only the global
+    reductions and the resampling gather communicate.
     """
+    target = _traced_target(static_target, data)
+    mesh, chunk = config.mesh, config.particle_chunk
     N, n, S = config.num_particles, config.num_data, config.max_stages
     dtype = jnp.result_type(float)
     order = carry.order
@@ -284,8 +327,11 @@ def _advance(
     def data_weights(lam: Array, k: Array) -> Array:
         return lam * (rank < k).astype(dtype)
 
-    loglik_all = jax.vmap(target.loglikelihood_per_datum)
-    tempering = params.kind < 2
+    tempering = config.tempering
+
+    def per_particle(f: Callable[[Any], Any], xs: Any) -> Any:
+        # vmap over the particles, in chunks of ``particle_chunk`` per device if asked.
+        return sharding.map_particles(f, xs, mesh, chunk)
 
     def stage_mass(x: Array, log_weights: Array) -> Array:
         return _stage_mass(params, x, log_weights)
@@ -296,54 +342,56 @@ def _advance(
     def cond(c: _Carry) -> Array:
         return (c.t < jnp.minimum(stop, S)) & ~done(c) & (c.failed == 0)
 
-    def next_target(c: _Carry, ll: Array) -> tuple[Array, Array]:
-        """``(lam', k')`` of the next stage, for the schedule kind ``params.kind``."""
+    def criterion_switch(fn: Callable[[bool], Array]) -> Array:
+        return jax.lax.cond(params.conditional_ess, lambda: fn(True), lambda: fn(False))
 
-        def criterion_switch(fn: Callable[[bool], Array]) -> Array:
-            return jax.lax.cond(params.conditional_ess, lambda: fn(True), lambda: fn(False))
+    def reweight_tempering(c: _Carry) -> tuple[Array, Array, Array]:
+        """``(lam', k', incr)``: tempering needs only each particle's total log-likelihood,
+        so the ``(N, n)`` matrix is never formed."""
+        total = per_particle(lambda x: jnp.sum(target.loglikelihood_per_datum(x)), c.particles)
 
-        def fixed_tempering() -> tuple[Array, Array]:
-            return params.lambdas[c.t], c.k
-
-        def adaptive_tempering() -> tuple[Array, Array]:
-            total = jnp.sum(ll, axis=1)
-            lam = criterion_switch(
+        def adaptive() -> Array:
+            return criterion_switch(
                 lambda cess: schedules.next_lambda(
                     c.log_weights, total, c.lam, params.target_ess, cess
                 )
-            )
-            return lam, c.k
+            ).astype(dtype)
 
-        def fixed_data() -> tuple[Array, Array]:
-            return c.lam, jnp.minimum(c.k + params.batch_size, n)
+        def fixed() -> Array:
+            return params.lambdas[c.t].astype(dtype)
 
-        def adaptive_data() -> tuple[Array, Array]:
-            k = criterion_switch(
+        lam = jax.lax.cond(params.kind == _KINDS.index("tempering-adaptive"), adaptive, fixed)
+        return lam, c.k, (lam - c.lam) * total
+
+    def reweight_data(c: _Carry) -> tuple[Array, Array, Array]:
+        """``(lam', k', incr)`` for data annealing: the adaptive batch needs the per-datum
+        log-likelihoods ``(N, n)`` for its bisection over the number of points."""
+        ll = per_particle(target.loglikelihood_per_datum, c.particles)  # (N, n)
+
+        def adaptive() -> Array:
+            return criterion_switch(
                 lambda cess: schedules.next_num_data(
                     c.log_weights, ll[:, order], c.k, params.target_ess, cess
                 )
-            )
-            return c.lam, k
+            ).astype(jnp.int32)
 
-        def typed(f: Callable[[], tuple[Array, Array]]) -> Callable[[], tuple[Array, Array]]:
-            def g() -> tuple[Array, Array]:
-                lam, k = f()
-                return jnp.asarray(lam, dtype), jnp.asarray(k, jnp.int32)
+        def fixed() -> Array:
+            return jnp.minimum(c.k + params.batch_size, n).astype(jnp.int32)
 
-            return g
-
-        branches = [fixed_tempering, adaptive_tempering, fixed_data, adaptive_data]
-        return jax.lax.switch(params.kind, [typed(f) for f in branches])
+        k = jax.lax.cond(params.kind == _KINDS.index("data-adaptive"), adaptive, fixed)
+        dw = data_weights(c.lam, k) - data_weights(c.lam, c.k)
+        return c.lam, k, ll @ dw
 
     def stage(c: _Carry) -> _Carry:
+        c = c._replace(
+            particles=sharding.constrain(c.particles, mesh),
+            log_weights=sharding.constrain(c.log_weights, mesh),
+        )
         key, k_resample, k_move = jax.random.split(c.key, 3)
-        ll = loglik_all(c.particles)  # (N, n)
-        lam_new, k_new = next_target(c, ll)
-        w_new = data_weights(lam_new, k_new)
 
         # -- 1. reweight by the incremental likelihood (particles still target pi_{t-1}) --
-        dw = w_new - data_weights(c.lam, c.k)
-        incr = ll @ dw
+        lam_new, k_new, incr = reweight_tempering(c) if tempering else reweight_data(c)
+        w_new = data_weights(lam_new, k_new)
         incr = jnp.where(jnp.isfinite(incr), incr, -jnp.inf)
         was_alive = jnp.isfinite(c.log_weights)
         div_reweight = was_alive & ~jnp.isfinite(incr)
@@ -362,15 +410,18 @@ def _advance(
             lambda: jax.lax.switch(params.resampling, resamplers, k_resample, w),
             lambda: jnp.arange(N, dtype=jnp.int32),
         )
-        particles = c.particles[ancestors]
+        # The gather crosses devices (XLA's collectives); the copies land split again.
+        particles = sharding.constrain(c.particles[ancestors], mesh)
         log_weights = jnp.where(do_resample, jnp.full((N,), -math.log(N), dtype), log_weights)
+        log_weights = sharding.constrain(log_weights, mesh)
 
         # -- 4. move with BAOAB moves that leave pi_t invariant ---------------------------------
         def logdensity(theta: Array) -> Array:
             return target.logprior(theta) + jnp.dot(w_new, target.loglikelihood_per_datum(theta))
 
         mass = stage_mass(particles, log_weights)
-        states = jax.vmap(lambda x: baoab.init(x, logdensity))(particles)
+        states = per_particle(lambda x: baoab.init(x, logdensity), particles)
+        states = sharding.constrain(states, mesh)
         alive = jnp.isfinite(log_weights) & _finite_state(states)
 
         def num_steps(h: Array) -> Array:
@@ -379,13 +430,14 @@ def _advance(
             )
             return jnp.where(params.adapt_length, by_length, params.num_integration_steps)
 
-        one_move = jax.vmap(
-            lambda k, s, h, L: move(
-                k, s, logdensity, h, params.friction, mass, L, params.per_step_test,
-                params.metropolis,
-            ),
-            in_axes=(0, 0, None, None),
-        )
+        def one_move(keys: Array, states: baoab.BAOABState, h: Array, L: Array) -> tuple:
+            def one(ks: tuple) -> tuple:
+                return move(
+                    ks[0], ks[1], logdensity, h, params.friction, mass, L,
+                    params.per_step_test, params.metropolis,
+                )
+
+            return per_particle(one, (keys, states))
         n_alive = jnp.maximum(jnp.sum(alive), 1).astype(dtype)
 
         def move_body(m: Array, mc: tuple) -> tuple:
@@ -393,8 +445,9 @@ def _advance(
             # Without adaptation use the given step exactly (exp(log h) may round).
             h = jnp.where(params.adapt_step_size, jnp.exp(log_h), params.step_size)
             L = num_steps(h)
-            keys = jax.random.split(jax.random.fold_in(k_move, m), N)
-            states, info = one_move(keys, states, h, L)
+            keys = sharding.constrain(jax.random.split(jax.random.fold_in(k_move, m), N), mesh)
+            states, info = one_move(keys, sharding.constrain(states, mesh), h, L)
+            states = sharding.constrain(states, mesh)
             acc = jnp.sum(jnp.where(alive, info.acceptance_rate, 0.0)) / n_alive
             div = info.is_divergent & alive
             frac_div = jnp.sum(div) / n_alive
@@ -446,8 +499,8 @@ def _advance(
         )
         return _Carry(
             t=t + 1,
-            particles=particles,
-            log_weights=log_weights,
+            particles=sharding.constrain(particles, mesh),
+            log_weights=sharding.constrain(log_weights, mesh),
             lam=lam_new,
             k=k_new,
             log_evidence=c.log_evidence + log_increment,
@@ -458,7 +511,11 @@ def _advance(
             hist=hist,
         )
 
-    return jax.lax.while_loop(cond, stage, carry)
+    out = jax.lax.while_loop(cond, stage, carry)
+    return out._replace(
+        particles=sharding.constrain(out.particles, mesh),
+        log_weights=sharding.constrain(out.log_weights, mesh),
+    )
 
 
 def _as_target(posterior: Any) -> _Target:
@@ -527,7 +584,9 @@ def _settings(
 ) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed: every runtime value of the program
     (small ones as values, arrays by hash), its shapes, the key and the model."""
-    out: dict[str, Any] = dict(config._asdict(), dim=dim, dtype=str(jnp.result_type(float)))
+    layout = ("mesh", "particle_chunk", "tempering")  # how it runs; kind is recorded
+    out: dict[str, Any] = {k: v for k, v in config._asdict().items() if k not in layout}
+    out.update(dim=dim, dtype=str(jnp.result_type(float)))
     for name, value in params._asdict().items():
         if name in ("progress", "bar_key"):  # how the run is shown, not what it computes
             continue
@@ -556,6 +615,7 @@ def _data_hash(posterior: Any, target: _Target, probe: Array | None) -> str | No
 
 def _carry_arrays(carry: _Carry) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
+    carry = sharding.to_host(carry)  # the particles may be split over processes
     for name, value in carry._asdict().items():
         if name == "hist":
             out.update({f"hist.{k}": np.asarray(v) for k, v in value._asdict().items()})
@@ -594,20 +654,25 @@ def _carry_from_arrays(
 
 
 def _run_with_checkpoints(
-    target: _Target,
+    static_target: _Target | None,
     config: _Config,
+    data: Any,
     carry: _Carry,
     params: _Params,
     path: str | os.PathLike,
     every: int,
     meta: dict[str, Any],
 ) -> _Carry:
-    """Run ``every`` stages at a time with the one compiled program, saving in between."""
+    """Run ``every`` stages at a time with the one compiled program, saving in between.
+
+    In a multi-process run every process writes the same checkpoint (atomically, so
+    concurrent writers to a shared file system are safe).
+    """
     S, n = config.max_stages, config.num_data
     while True:
         t = int(carry.t)
         stop = min(t + every, S)
-        carry = _advance(target, config, carry, params, jnp.asarray(stop, jnp.int32))
+        carry = _advance(static_target, config, data, carry, params, _stop(stop, config))
         t_new = int(carry.t)
         if int(carry.failed):
             return carry  # keep the last good checkpoint; smc() raises
@@ -623,6 +688,37 @@ def _run_with_checkpoints(
         _ckpt.save(path, _carry_arrays(carry), {**meta, **info})
         if finished:
             return carry
+
+
+def _stop(stop: int, config: _Config) -> Array:
+    """The traced last stage, replicated over the mesh (if any) like every scalar."""
+    value = jnp.asarray(stop, jnp.int32)
+    if config.mesh is None:
+        return value
+    layout = sharding.Layout(tuple(config.mesh.devices.flat), config.mesh)
+    return sharding.put(value, layout, particle=False)
+
+
+def _split_target(posterior: Any, target: _Target) -> tuple[_Target | None, Any]:
+    """``(static, data)`` for the compiled functions.
+
+    A pytree posterior (e.g. :class:`~langevin_nets.model.Posterior`: leaves ``X, y``,
+    static part the model) is passed whole as a traced argument, so its data are inputs of
+    the program and one compilation serves every data set of the same shape. Plain
+    functions (a triple, or an object that is not a pytree of arrays) are static: part of
+    the program, with whatever data they close over baked in.
+    """
+    if isinstance(posterior, tuple | list):
+        return target, None
+    leaves, treedef = jax.tree_util.tree_flatten(posterior)
+    is_node = not (len(leaves) == 1 and leaves[0] is posterior)
+    if is_node and leaves and all(isinstance(a, jax.Array | np.ndarray) for a in leaves):
+        try:
+            hash(treedef)
+        except TypeError:
+            return target, None
+        return None, posterior
+    return target, None
 
 
 def _open_fraction(value: Any, name: str) -> float:
@@ -663,6 +759,9 @@ def smc(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     resume: bool = False,
+    devices: Any = None,
+    particle_chunk: int | None = None,
+    data_chunk: int | None = None,
 ) -> SMCResult:
     """Sample a posterior and estimate its evidence with tempered or data-annealed SMC.
 
@@ -738,7 +837,25 @@ def smc(
         Continue from the checkpoint at ``checkpoint`` if there is one (else start from
         the beginning). The result is bit for bit that of the uninterrupted run with the
         same key. Without ``resume`` an existing checkpoint is an error, so that it is
-        never overwritten by accident.
+        never overwritten by accident. A checkpoint does not record the devices: it can be
+        resumed on another device count (equal in distribution, not bit for bit).
+    devices : None, int, list of jax.Device or jax.sharding.Mesh
+        Devices to split the particles over (see :mod:`langevin_nets.smc.sharding`).
+        ``None``: all of ``jax.devices()`` (every process's in a multi-process run) when
+        ``num_particles`` is divisible by their count, else one device with a
+        ``UserWarning``. An int ``k``: the first ``k`` devices (``num_particles`` must be
+        divisible by ``k``). A list of devices, or a mesh (of any axis types and shape, e.g.
+        from :func:`jax.make_mesh`): those devices, in order. One device runs the plain
+        unsharded program.
+    particle_chunk : int, optional
+        Evaluate the log-likelihoods and run the moves ``particle_chunk`` particles at a
+        time on each device (a ``lax.map`` over chunks of the device's particles), so that
+        the memory for intermediate values scales with the chunk, not with ``N``. Results
+        equal the unchunked ones to float rounding. Default: all at once.
+    data_chunk : int, optional
+        Evaluate each particle's log-likelihood over the data ``data_chunk`` points at a
+        time: ``posterior.with_data_chunk(data_chunk)`` (a :class:`Posterior` only; a
+        triple of functions must chunk itself).
 
     Returns
     -------
@@ -760,13 +877,50 @@ def smc(
     argument: with checkpoints the same program runs ``checkpoint_every`` stages at a time
     and the state is saved in between. The checkpoint is left in place after the run; a
     resumed run that had already finished returns at once.
+
+    A :class:`~langevin_nets.model.Posterior` is a traced argument of the program: runs on
+    data sets of the same shape (and the same model, particle count and stage cap) share
+    one compilation. A triple of functions is compiled in, data and all.
+
+    Memory: tempering keeps one total log-likelihood per particle, ``(N,)``; data
+    annealing forms the ``(N, n)`` per-datum matrix each stage (its adaptive batch
+    bisects over the number of points, and the increments are partial sums over the data).
+
+    Devices: the particles, their log weights and the moves' states are split over a 1-D
+    mesh (axis ``particles``); the per-particle work runs on each device's share and XLA's
+    collectives do the global steps (normalisation, ESS, evidence, adaptive bisection,
+    resampling). In a multi-process run every process calls ``smc`` with the same
+    arguments and gets the whole result as host (numpy) arrays. For a given key and
+    device count the result is reproducible bit for bit. Across device counts the random
+    draws are the same (partitionable threefry), but the sums over particles are reduced
+    in another order, so results agree to float rounding at first; the rounding
+    differences can change an accept/reject decision or a resampling index later in the
+    run, after which the runs differ as two samples of the same law.
     """
+    if data_chunk is not None:
+        chunk_size = positive_int(data_chunk, "data_chunk")
+        if isinstance(posterior, tuple | list):
+            raise TypeError(
+                "data_chunk needs a Posterior; a triple of functions evaluates its own "
+                "log-likelihood (chunk inside loglikelihood_per_datum_fn)"
+            )
+        if not callable(getattr(posterior, "with_data_chunk", None)):
+            raise TypeError(
+                f"data_chunk needs a posterior with a with_data_chunk method; "
+                f"{type(posterior).__name__} has none"
+            )
+        posterior = posterior.with_data_chunk(chunk_size)
     target = _as_target(posterior)
+    static_target, data = _split_target(posterior, target)
     if not is_prng_key(key):
         raise TypeError(f"key must be a JAX PRNG key, got {type(key).__name__}")
     N = positive_int(num_particles, "num_particles")
     if N < 2:
         raise ValueError(f"num_particles must be at least 2, got {N}")
+    p_chunk = None if particle_chunk is None else positive_int(particle_chunk, "particle_chunk")
+    layout = sharding.resolve(devices, N)
+    if p_chunk is not None and p_chunk >= N // layout.num_devices:
+        p_chunk = None  # one chunk: the unchunked program
     if schedule is None:
         schedule = "adaptive" if lambdas is None else "custom"
     elif lambdas is not None:
@@ -887,7 +1041,14 @@ def smc(
     dtype = jnp.result_type(float)
     lam_buf = np.ones((S,))
     lam_buf[: min(S, len(lam_path))] = lam_path[:S]
-    config = _Config(num_particles=N, num_data=n, max_stages=S)
+    config = _Config(
+        num_particles=N,
+        num_data=n,
+        max_stages=S,
+        tempering=kind.startswith("tempering"),
+        mesh=layout.mesh,
+        particle_chunk=p_chunk,
+    )
 
     def flag(value: Any) -> Array:
         return jnp.asarray(bool(value))
@@ -922,30 +1083,59 @@ def smc(
         progress=flag(progress_bar),
         bar_key=jnp.asarray(bar.key, jnp.int32),
     )
-    if checkpoint is None:
-        with bar:
-            carry, _ = _init(target, config, key, params)
-            final = _advance(target, config, carry, params, jnp.asarray(S, jnp.int32))
-    else:
-        settings = _settings(posterior, target, config, dim, key, params)
-        loaded = _ckpt.load(checkpoint) if resume else None
-        if loaded is not None:
-            # Refuse a mismatch before compiling when possible (a Posterior's data hash
-            # is known now; that of plain functions needs the compiled probe below).
-            _ckpt.check_compatible(
-                loaded[1], checkpoint, kind="smc", config=settings,
-                data_hash=_data_hash(posterior, target, None),
-            )  # fmt: skip
-        with bar:
-            carry, probe = _init(target, config, key, params)
-            data_hash = _data_hash(posterior, target, probe)
-            meta = _ckpt.header("smc", settings, data_hash)
+    # Inputs go where the program runs: particle arrays split over the mesh, the rest
+    # replicated (without a device choice, the default device as before).
+    # Settings are hashed from the host values, before the arrays are spread over devices.
+    settings = None if checkpoint is None else _settings(
+        posterior, target, config, dim, key, params
+    )
+    placed = devices is not None or layout.mesh is not None
+
+    def place(tree: Any, particle: bool = False) -> Any:
+        return sharding.put(tree, layout, particle) if placed else tree
+
+    # The run's mesh is the current one while it runs: a mesh the caller has set (e.g. an
+    # Explicit one from jax.make_mesh) would clash with the Auto mesh built here.
+    with sharding.use(layout):
+        params = place(params._replace(initial_particles=None))._replace(
+            initial_particles=place(params.initial_particles, particle=True)
+        )
+        key_in, data = place(key), place(data)
+        if checkpoint is None:
+            with bar:
+                carry, _ = _init(static_target, config, data, key_in, params)
+                final = _advance(static_target, config, data, carry, params, _stop(S, config))
+        else:
+            loaded = _ckpt.load(checkpoint) if resume else None
             if loaded is not None:
+                # Refuse a mismatch before compiling when possible (a Posterior's data hash
+                # is known now; that of plain functions needs the compiled probe below).
                 _ckpt.check_compatible(
-                    loaded[1], checkpoint, kind="smc", config=settings, data_hash=data_hash
+                    loaded[1], checkpoint, kind="smc", config=settings,
+                    data_hash=_data_hash(posterior, target, None),
+                )  # fmt: skip
+            with bar:
+                carry, probe = _init(static_target, config, data, key_in, params)
+                data_hash = _data_hash(posterior, target, probe)
+                meta = _ckpt.header("smc", settings, data_hash)
+                if loaded is not None:
+                    _ckpt.check_compatible(
+                        loaded[1], checkpoint, kind="smc", config=settings, data_hash=data_hash
+                    )
+                    carry = _carry_from_arrays(loaded[0], carry, checkpoint)
+                    carry = place(carry._replace(particles=None, log_weights=None))._replace(
+                        particles=place(carry.particles, particle=True),
+                        log_weights=place(carry.log_weights, particle=True),
+                    )
+                final = _run_with_checkpoints(
+                    static_target, config, data, carry, params, checkpoint, every, meta
                 )
-                carry = _carry_from_arrays(loaded[0], carry, checkpoint)
-            final = _run_with_checkpoints(target, config, carry, params, checkpoint, every, meta)
+        if not final.particles.is_fully_addressable:
+            # Split over processes: every process returns the whole result, on the host.
+            final = sharding.to_host(final)
+        # The scalars and history on the host (no device op outside the run's mesh).
+        host = sharding.to_host(final._replace(particles=None, log_weights=None, key=None))
+        final = host._replace(particles=final.particles, log_weights=final.log_weights)
     particles, log_weights = final.particles, final.log_weights
     reached = bool(final.lam >= 1.0) and int(final.k) >= n
 
@@ -993,4 +1183,5 @@ def smc(
         num_stages=t,
         hit_max_stages=not reached,
         num_gradient_evaluations=grads,
+        num_devices=layout.num_devices,
     )
