@@ -439,3 +439,23 @@ def test_equal_weight_draws_are_systematic() -> None:
         assert np.all(counts >= np.floor(50 * w - 1e-9))
         assert np.all(counts <= np.ceil(50 * w + 1e-9))
         assert counts[3] == counts[7] == 0
+
+
+def test_langevin_on_divergence(data: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """An unadjusted chain with a step far too large blows up within a few steps: with
+    ``raise`` the CLI stops with one error line; with ``restart`` each chain goes back to its
+    start with half the step until it is stable, and summary.json says so."""
+    args = ["fit", "--data", str(data["train"]), "--method", "langevin", "--hidden", "8",
+            "--samples", "10", "--burnin", "20", "--thin", "2", "--chains", "2",
+            "--map-steps", "50", "--no-metropolis", "--step-size", "0.5", "--quiet"]  # fmt: skip
+    out = tmp_path / "raise"
+    assert main([*args, "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "diverged" in err[0]
+    assert not out.exists() or not any(out.iterdir())
+    out = tmp_path / "restart"
+    assert main([*args, "--on-divergence", "restart", "--out", str(out)]) == 0
+    s = json.loads((out / "summary.json").read_text())["sampler"]
+    assert s["on_divergence"] == "restart"
+    assert all(r >= 1 for r in s["num_restarts"])
+    assert s["final_step_size"] == [0.5 * 0.5 ** r for r in s["num_restarts"]]

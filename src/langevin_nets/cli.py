@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import shutil
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Sequence
@@ -22,6 +24,8 @@ from langevin_nets.io.config import (
     MODEL_KEYS,
     OPTION_BY_NAME,
     OPTIONS,
+    PARALLEL_KEYS,
+    PROCESS_KEYS,
     UCI_KEYS,
     InputError,
     InputTypeError,
@@ -56,6 +60,7 @@ _GROUP_TITLES = {
     "langevin": "Langevin",
     "kernel": "BAOAB moves (all methods)",
     "run": "run",
+    "parallel": "devices and processes",
     "uci": "UCI",
 }
 
@@ -206,10 +211,92 @@ def _quiet_warnings() -> Any:
         yield
 
 
-def _model_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    kw = {k: cfg[k] for k in MODEL_KEYS}
+def _model_kwargs(cfg: dict[str, Any], devices: int | None) -> dict[str, Any]:
+    """fit()'s keyword arguments; ``devices`` resolved by :func:`_start_processes`."""
+    kw = {k: cfg[k] for k in (*MODEL_KEYS, *PARALLEL_KEYS)}
+    kw["devices"] = devices
     kw["seed"] = cfg["seed"]
     return kw
+
+
+def _is_main(cfg: dict[str, Any]) -> bool:
+    """Whether this process writes the outputs: process 0, or the only process."""
+    return cfg.get("process_id") in (None, 0)
+
+
+def _start_processes(cfg: dict[str, Any]) -> int | None:
+    """Join the multi-process run given by --coordinator/--num-processes/--process-id,
+    then resolve --devices (all: the devices of every process), check it and return it.
+
+    Called after every input check that needs no JAX, so that bad input stops each
+    process alike before any of them waits for the others, and before JAX starts.
+    """
+    if cfg.get("coordinator") is not None:
+        from langevin_nets import distributed
+
+        distributed.initialize(cfg["coordinator"], cfg["num_processes"], cfg["process_id"])
+    from langevin_nets.fit import SMC_SCHEDULES, resolve_devices
+
+    if cfg["devices"] is None and cfg["method"] in SMC_SCHEDULES:
+        import jax
+
+        n = jax.device_count()
+        if n > 1 and cfg["particles"] % n:
+            # The engine's default would say so with a Python warning: one line instead.
+            _warn(f"--particles {cfg['particles']} is not divisible by the {n} devices; "
+                  f"running on one device (choose a multiple of {n}, or --devices)",
+                  cfg["quiet"])  # fmt: skip
+            return 1
+    return resolve_devices(cfg["devices"], cfg["method"], cfg["particles"], "cli")
+
+
+def _process_checkpoint(
+    ckpt: str | None, cfg: dict[str, Any], main_process: bool
+) -> tuple[str | None, str | None]:
+    """This process's checkpoint path, and a scratch folder to remove after the run.
+
+    In a multi-process run every process takes part in saving a checkpoint (the particles
+    are gathered from all of them) and saves a copy. Process 0 keeps its copy in --out;
+    the others save theirs in a scratch folder of their own, so that only process 0
+    writes to --out. With --resume they start from process 0's checkpoint, sent to them
+    over the run's own connection (no shared file system needed).
+    """
+    if ckpt is None or (cfg.get("num_processes") or 1) == 1:
+        return ckpt, None
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from langevin_nets import checkpoint as ckpt_io
+
+    files = ckpt_io.paths(ckpt)
+    blobs = [b"", b""]
+    if main_process and cfg["resume"] and all(f.is_file() for f in files):
+        blobs = [f.read_bytes() for f in files]
+    sizes = np.array([len(b) for b in blobs], np.int32)
+    sizes = np.asarray(multihost_utils.broadcast_one_to_all(sizes))
+    payload = b""
+    if sizes.sum() > 0:
+        buf = np.frombuffer(b"".join(blobs), np.uint8) if main_process else (
+            np.zeros(int(sizes.sum()), np.uint8)
+        )  # fmt: skip
+        payload = np.asarray(multihost_utils.broadcast_one_to_all(buf)).tobytes()
+    if main_process:
+        return ckpt, None
+    scratch = tempfile.mkdtemp(prefix=f"langevin-nets-p{cfg['process_id']}-")
+    own = str(Path(scratch) / CHECKPOINT_NAME)
+    if payload:
+        cut = int(sizes[0])
+        for f, part in zip(ckpt_io.paths(own), (payload[:cut], payload[cut:]), strict=True):
+            f.write_bytes(part)
+    return own, scratch
+
+
+def _stop_processes(cfg: dict[str, Any]) -> None:
+    """Leave the multi-process run (waits until every process gets here)."""
+    if cfg.get("coordinator") is not None:
+        from langevin_nets import distributed
+
+        distributed.shutdown()
 
 
 def _fmt(v: Any, spec: str = ".4g") -> str:
@@ -242,6 +329,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     cfg["data"] = _abs(cfg["data"])
     cfg["test"] = _abs(cfg["test"])
     checkpointing = cfg["checkpoint_every"] is not None or cfg["resume"]
+    main_process = _is_main(cfg)
+    if not main_process:
+        cfg["quiet"] = True  # process 0 reports for all
     out = OutputDir(cfg["out"] or default_out_dir(), overwrite=cfg["overwrite"])
     if _only_checkpoint(out.path) and not out.overwrite:
         if not cfg["resume"]:
@@ -269,20 +359,29 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     if cfg["method"] != "langevin":
         import_smc()
-    if ckpt is not None and not cfg["resume"]:
+    devices = _start_processes(cfg)
+    if ckpt is not None and not cfg["resume"] and main_process:
         # --overwrite without --resume: an old checkpoint there is not to be continued.
         from langevin_nets.checkpoint import remove
 
         remove(ckpt)
     from langevin_nets.checkpoint import CheckpointError
 
+    own_ckpt, scratch = _process_checkpoint(ckpt, cfg, main_process)
     try:
-        result = fit(X, y, X_test, y_test, **_model_kwargs(cfg), progress=not cfg["quiet"],
-                     feature_names=ds.features, target_name=ds.target, checkpoint=ckpt,
+        result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
+                     progress=not cfg["quiet"],
+                     feature_names=ds.features, target_name=ds.target, checkpoint=own_ckpt,
                      checkpoint_every=cfg["checkpoint_every"],
                      resume=cfg["resume"])  # fmt: skip
     except CheckpointError as e:
         raise InputError(f"{e} (--resume)") from None
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if not main_process:
+        _stop_processes(cfg)
+        return 0
     if ckpt is not None and _only_checkpoint(out.path):
         out.overwrite = True  # the checkpoint goes when the outputs take the directory
     if result.sampler.get("hit_max_stages"):
@@ -299,6 +398,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     }
     with _quiet_warnings():
         _write_fit_outputs(out, cfg, result, X, y, X_test, y_test, data_info)
+    _stop_processes(cfg)
     if not cfg["quiet"]:
         _print_fit(result, out.path)
     return 0
@@ -364,6 +464,7 @@ def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dic
         "gradient_evaluations": result.gradient_evaluations,
         "wall_seconds": result.wall_seconds,
         "timings": result.timings,
+        **_parallel_info(cfg, result),
         "sampler": result.sampler,
         "checkpoint": result.checkpoint,
         "stages": result.stages,
@@ -371,6 +472,16 @@ def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dic
         "posterior_nc": "SMC particles resampled to equal weights (systematic), one chain"
         if smc
         else "Langevin draws, one chain per --chains",
+    }
+
+
+def _parallel_info(cfg: dict[str, Any], result: Any) -> dict[str, Any]:
+    """Devices used (environment() gives those present), processes and chunk settings."""
+    return {
+        "device_count": int(result.num_devices),
+        "process_count": int(result.process_count),
+        "particle_chunk": cfg["particle_chunk"],
+        "data_chunk": cfg["data_chunk"],
     }
 
 
@@ -404,10 +515,12 @@ def _write_fit_outputs(
 def _config_text(cfg: dict[str, Any], command: str) -> str:
     from langevin_nets.io.outputs import config_toml_text
 
-    run_only = ("out", "overwrite", "quiet", "resume")
+    # Run settings, not the fit's: the multi-process options differ between processes.
+    run_only = ("out", "overwrite", "quiet", "resume", *PROCESS_KEYS)
     keep = {k: v for k, v in cfg.items() if k not in run_only}
     text = config_toml_text(keep, command)
-    return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only if k in cfg)
+    return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only
+                          if cfg.get(k) is not None)  # fmt: skip
 
 
 def _print_fit(result: Any, out: Path) -> None:
@@ -417,6 +530,10 @@ def _print_fit(result: Any, out: Path) -> None:
         if smc
         else f"{result.draws.shape[0]} chain(s) x {result.draws.shape[1]} samples"
     )
+    if result.num_devices > 1:
+        size += f", {result.num_devices} devices"
+    if result.process_count > 1:
+        size += f" in {result.process_count} processes"
     print(f"{PROG} fit: {result.method}, {size}, {result.wall_seconds:.1f} s "
           f"({result.gradient_evaluations} gradient evaluations)")  # fmt: skip
     for name, m in (("train", result.train), ("test", result.test)):
@@ -494,7 +611,9 @@ def cmd_uci(args: argparse.Namespace) -> int:
 
     if cfg["method"] != "langevin":
         import_smc()
-    quiet = cfg["quiet"]
+    main_process = _is_main(cfg)
+    devices = _start_processes(cfg)
+    quiet = cfg["quiet"] or not main_process  # process 0 reports for all
     rows = []
     if not quiet:
         print(f"{PROG} uci {args.name}: {cfg['method']}, hidden {list(cfg['hidden'])}, "
@@ -503,7 +622,7 @@ def cmd_uci(args: argparse.Namespace) -> int:
     for k in splits:
         X, y, Xt, yt, _ = _uci_call(load_uci, args.name, k, data_dir)
         y, yt = y.reshape(-1), yt.reshape(-1)
-        res = fit(X, y, Xt, yt, **_model_kwargs(cfg), progress=not quiet)
+        res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
         row = {
             "split": k,
             "n_train": int(X.shape[0]),
@@ -517,10 +636,14 @@ def cmd_uci(args: argparse.Namespace) -> int:
             "gradient_evaluations": res.gradient_evaluations,
             "wall_seconds": res.wall_seconds,
             "num_stages": len(res.stages) if res.stages is not None else None,
+            "device_count": int(getattr(res, "num_devices", 1)),
         }
         rows.append(row)
         if not quiet:
             print(_row_text(row), flush=True)
+    if not main_process:
+        _stop_processes(cfg)
+        return 0
     agg = _aggregate(rows)
     if not quiet:
         print(_agg_text(agg))
@@ -538,11 +661,14 @@ def cmd_uci(args: argparse.Namespace) -> int:
         "mean +- standard error (sample std / sqrt(splits)) over splits",
         "splits": rows,
         "aggregate": agg,
+        # Devices used (environment() gave those present).
+        "device_count": rows[0]["device_count"],
     }
     with _quiet_warnings(), out.staging() as tmp:
         write_json(tmp / "results.json", results)
         (tmp / "results.md").write_text(_results_md(args.name, cfg, rows, agg))
         (tmp / "config.toml").write_text(_config_text(cfg, f"uci {args.name}"))
+    _stop_processes(cfg)
     if not quiet:
         print(f"  outputs in {out.path}")
     return 0

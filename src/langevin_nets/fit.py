@@ -24,6 +24,7 @@ from langevin_nets.datasets import Standardizer
 from langevin_nets.io.config import (
     DEFAULTS,
     MODEL_KEYS,
+    PARALLEL_KEYS,
     InputError,
     InputTypeError,
     validate,
@@ -129,6 +130,10 @@ class FitResult:
     checkpoint : dict or None
         With checkpoints: their path, interval and the stage (SMC) or sample (Langevin)
         the run resumed from (None for a fresh start).
+    num_devices : int
+        Devices the sampler ran on (SMC: the particles were split over them).
+    process_count : int
+        Processes of the run (more than one after :func:`langevin_nets.distributed.initialize`).
     """
 
     method: str
@@ -154,6 +159,8 @@ class FitResult:
     timings: dict[str, float] = field(default_factory=dict)
     ancestors: np.ndarray | None = None
     checkpoint: dict[str, Any] | None = None
+    num_devices: int = 1
+    process_count: int = 1
 
     @property
     def num_draws(self) -> int:
@@ -356,10 +363,15 @@ def fit(
     thin: int = 4,
     chains: int = 4,
     map_steps: int = 2000,
+    on_divergence: str = "raise",
+    max_restarts: int = 10,
     step_size: float | None = None,
     friction: float | None = None,
     mass: float = 1.0,
     metropolis: bool = True,
+    devices: Any = None,
+    particle_chunk: int | None = None,
+    data_chunk: int | None = None,
     seed: int = 0,
     progress: bool = False,
     feature_names: Sequence[str] | None = None,
@@ -399,11 +411,25 @@ def fit(
     samples, burnin, thin, chains, map_steps
         Langevin: samples kept per chain, burn-in steps, steps between kept samples,
         chains, Adam steps of each chain's MAP search.
+    on_divergence, max_restarts
+        Langevin: what a non-finite step does (``"raise"`` or ``"restart"`` with half the
+        step size, at most ``max_restarts`` times per chain); see
+        :func:`langevin_nets.langevin.langevin`.
     step_size, friction, mass, metropolis
         BAOAB settings. ``step_size=None``: SMC adapts it per stage; Langevin tunes it
         during burn-in (at least 100 steps) by dual averaging towards a Metropolis
         acceptance of 0.85, then keeps it fixed. ``friction=None``: the engine's choice
         (SMC) or ``0.05 / step_size`` (Langevin).
+    devices : int, "all", sequence of devices or Mesh, optional
+        SMC: the devices to split the particles over (see :func:`langevin_nets.smc.smc`);
+        ``None``: the engine's default (all devices when ``particles`` divides evenly
+        among them). In a multi-process run (:mod:`langevin_nets.distributed`) the
+        devices of all processes count. Langevin runs on one device.
+    particle_chunk : int, optional
+        SMC: move at most this many particles at a time on each device (less memory).
+    data_chunk : int, optional
+        Evaluate the likelihood on at most this many data rows at a time (less memory
+        for gradients on large data; see :meth:`~langevin_nets.model.Posterior.with_data_chunk`).
     seed : int
     progress : bool
         Progress bars on stderr.
@@ -436,10 +462,21 @@ def fit(
         noise_std=noise_std, standardize=standardize, particles=particles, stages=stages,
         batch_size=batch_size, steps=steps, target_ess=target_ess, ess_threshold=ess_threshold,
         resampling=resampling, samples=samples, burnin=burnin, thin=thin, chains=chains,
-        map_steps=map_steps, step_size=step_size, friction=friction, mass=mass,
-        metropolis=metropolis, seed=seed,
+        map_steps=map_steps, on_divergence=on_divergence, max_restarts=max_restarts,
+        step_size=step_size, friction=friction, mass=mass,
+        metropolis=metropolis, seed=seed, particle_chunk=particle_chunk, data_chunk=data_chunk,
     )  # fmt: skip
-    cfg = validate(given, keys=(*MODEL_KEYS, "seed"), style="api")
+    # A device list or Mesh goes to the engine as it is (the engine checks it).
+    from jax.sharding import Mesh
+
+    device_objects = isinstance(devices, list | tuple | Mesh)
+    if not device_objects:
+        given["devices"] = devices
+    cfg = validate(given, keys=(*MODEL_KEYS, *PARALLEL_KEYS, "seed"), style="api")
+    if device_objects:
+        if cfg["method"] not in SMC_SCHEDULES:
+            raise InputError("devices: only the SMC methods run on several devices")
+        cfg["devices"] = devices
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
     check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
     d = X.shape[1]
@@ -452,8 +489,49 @@ def fit(
     target_name = "y" if target_name is None else str(target_name)
     smc_fn = import_smc() if cfg["method"] in SMC_SCHEDULES else None
     ckpt = _checkpoint_options(checkpoint, checkpoint_every, resume)
+    if not device_objects:
+        cfg["devices"] = resolve_devices(cfg["devices"], cfg["method"], cfg["particles"])
     return _run(cfg, X, y, X_test, y_test, feature_names, target_name, smc_fn, bool(progress),
                 ckpt)  # fmt: skip
+
+
+def resolve_devices(
+    devices: int | str | None, method: str, particles: int, style: str = "api"
+) -> int | None:
+    """The number of devices of ``devices`` (``"all"``: every device), checked against
+    the devices there are and the particles; ``None`` stays ``None`` (the engine's choice).
+
+    In a multi-process run call it after :func:`langevin_nets.distributed.initialize`:
+    it asks JAX for the devices. ``style`` names options as in ``validate``.
+    """
+    if devices is None:
+        return None
+    import jax
+
+    def label(k: str) -> str:
+        return "--" + k.replace("_", "-") if style == "cli" else k
+
+    available = jax.device_count()
+    n = available if devices == "all" else devices
+    given = f"{label('devices')} {devices}" + (f" ({n} devices)" if devices == "all" else "")
+    if method not in SMC_SCHEDULES:
+        if n > 1:
+            raise InputError(
+                f"{given}: only the SMC methods run on several devices; {label('method')} "
+                f"{method} runs on one"
+            )
+        return 1
+    if n > available:
+        raise InputError(
+            f"{label('devices')} {n}: only {available} device(s) available "
+            f"({jax.devices()[0].platform}, {jax.process_count()} process(es))"
+        )
+    if particles % n:
+        raise InputError(
+            f"{label('particles')} {particles} cannot be split evenly over {given}; "
+            f"choose a number of particles divisible by {n}"
+        )
+    return int(n)
 
 
 def _checkpoint_options(path: Any, every: Any, resume: Any) -> dict[str, Any]:
@@ -516,7 +594,8 @@ def _run(
         noise_shape=cfg["noise_shape"],
         noise_std=noise_std,
     )
-    posterior = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]))
+    posterior = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]),
+                                data_chunk=cfg["data_chunk"])  # fmt: skip
     key = jax.random.PRNGKey(cfg["seed"])
     n = X.shape[0]
 
@@ -539,7 +618,8 @@ def _run(
         gradient_evaluations=int(out["gradient_evaluations"]), wall_seconds=0.0,
         stages=out.get("stages"), sampler=out["sampler"], raw=out["raw"],
         feature_names=feature_names, target_name=target_name, ancestors=out.get("ancestors"),
-        checkpoint=out.get("checkpoint"),
+        checkpoint=out.get("checkpoint"), num_devices=int(out.get("num_devices", 1)),
+        process_count=int(jax.process_count()),
     )  # fmt: skip
     partial.train = partial.evaluate(X, y)
     if X_test is not None and y_test is not None:
@@ -602,7 +682,10 @@ def _run_smc(
         metropolis=cfg["metropolis"], step_size=cfg["step_size"], friction=cfg["friction"],
         mass=cfg["mass"], progress_bar=progress,
     )  # fmt: skip
-    # Unset options keep the engine's defaults.
+    # Unset options keep the engine's defaults (the data chunk is the posterior's).
+    for name in ("devices", "particle_chunk"):
+        if cfg.get(name) is not None:
+            kwargs[name] = cfg[name]
     if cfg["steps"] is not None:
         kwargs["num_mcmc_steps"] = cfg["steps"]
     if schedule == "geometric":
@@ -633,6 +716,7 @@ def _run_smc(
         "final_ess": float(1.0 / np.sum(w**2)),
         "num_stages": len(stages),
         "hit_max_stages": bool(getattr(res, "hit_max_stages", False)),
+        "num_devices": int(getattr(res, "num_devices", 1)),
     }
     for name in ("acceptance_rate", "num_divergent", "step_size"):
         vals = [s[name] for s in stages if name in s]
@@ -656,6 +740,7 @@ def _run_smc(
         "resolved": resolved,
         "raw": res,
         "checkpoint": checkpoint_info,
+        "num_devices": sampler["num_devices"],
     }
 
 
@@ -765,7 +850,8 @@ def _run_langevin(
     tr = langevin(
         posterior.logdensity, k_run, x0, cfg["samples"], step_size=h,
         friction=gamma, mass=cfg["mass"], thin=cfg["thin"], num_burnin=burnin,
-        metropolis=cfg["metropolis"], num_chains=C, progress_bar=progress, **ckpt,
+        metropolis=cfg["metropolis"], num_chains=C, progress_bar=progress,
+        on_divergence=cfg["on_divergence"], max_restarts=cfg["max_restarts"], **ckpt,
     )  # fmt: skip
     evals += tr.num_gradient_evaluations
     pos = np.asarray(tr.positions)
@@ -780,6 +866,9 @@ def _run_langevin(
         "mean_acceptance_rate": float(np.mean(acc)) if cfg["metropolis"] else None,
         "burnin_acceptance_rate": np.atleast_1d(np.asarray(tr.burnin_acceptance_rate)).tolist(),
         "num_divergent": np.atleast_1d(np.asarray(tr.num_divergent)).tolist(),
+        "on_divergence": cfg["on_divergence"],
+        "num_restarts": np.atleast_1d(np.asarray(tr.num_restarts)).tolist(),
+        "final_step_size": np.atleast_1d(np.asarray(tr.final_step_size)).tolist(),
         "burnin_acceptance_by_tenth": adaptation,
     }
     return {

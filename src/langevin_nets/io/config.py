@@ -129,6 +129,12 @@ OPTIONS: tuple[Option, ...] = (
            "langevin", metavar="C"),
     Option("map_steps", 2000, "int+", "langevin: Adam steps of the MAP search per chain",
            "langevin", metavar="N"),
+    Option("on_divergence", "raise", "choice",
+           "langevin: on a non-finite step, stop with an error (raise) or go back to the "
+           "chain's last finite state with half the step size (restart)", "langevin",
+           choices=("raise", "restart")),
+    Option("max_restarts", 10, "int0", "langevin: restarts allowed per chain", "langevin",
+           metavar="R"),
     # -- kernel -----------------------------------------------------------------------------
     Option("step_size", None, "float+",
            "BAOAB step size (default: tuned; SMC adapts it per stage)", "kernel", metavar="DT"),
@@ -151,6 +157,27 @@ OPTIONS: tuple[Option, ...] = (
     Option("resume", False, "bool",
            "continue from the checkpoint in --out (same options and data), or start one "
            "if there is none", "run"),
+    # -- devices and processes ----------------------------------------------------------------
+    Option("devices", None, "devices",
+           "SMC: spread the particles over this many devices, or all (default: all devices "
+           "when --particles divides evenly among them, else one)", "parallel", metavar="N"),
+    Option("particle_chunk", None, "int+",
+           "SMC: move at most this many particles at a time on each device, to bound memory "
+           "(default: all at once)", "parallel", metavar="K"),
+    Option("data_chunk", None, "int+",
+           "evaluate the likelihood on at most this many data rows at a time, to bound the "
+           "memory of gradients on large data (default: all rows at once)", "parallel",
+           metavar="R"),
+    Option("coordinator", None, "coordinator",
+           "multi-process run: HOST:PORT of process 0, reachable from every process; give "
+           "with --num-processes and --process-id (default: one process)", "parallel",
+           metavar="HOST:PORT"),
+    Option("num_processes", None, "int+",
+           "multi-process run: number of processes (default: one process)", "parallel",
+           metavar="P"),
+    Option("process_id", None, "int0",
+           "multi-process run: this process's id, 0 to P-1; process 0 writes the outputs "
+           "(default: one process)", "parallel", metavar="I"),
     # -- uci only ---------------------------------------------------------------------------
     Option("data_dir", None, "path", "folder holding the UCI data sets (default: "
            "$LANGEVIN_NETS_UCI_DIR, else shared/data/uci nearby)", "uci", metavar="DIR"),
@@ -168,8 +195,14 @@ UCI_KEYS = tuple(o.name for o in OPTIONS if o.group != "data" and o.name not in 
 MODEL_KEYS = tuple(
     o.name for o in OPTIONS if o.group in ("model", "method", "smc", "langevin", "kernel")
 )
+# Devices and chunks (what fit() takes besides MODEL_KEYS), and the multi-process options.
+PARALLEL_KEYS = ("devices", "particle_chunk", "data_chunk")
+PROCESS_KEYS = ("coordinator", "num_processes", "process_id")
+SMC_METHODS = ("smc-adaptive", "smc-data", "smc-geometric")
 # Options that only some methods use: {option: methods that use it}.
 USED_BY: dict[str, tuple[str, ...]] = {
+    "devices": SMC_METHODS,
+    "particle_chunk": SMC_METHODS,
     "particles": ("smc-adaptive", "smc-data", "smc-geometric"),
     "stages": ("smc-geometric",),
     "batch_size": ("smc-data",),
@@ -182,6 +215,8 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "thin": ("langevin",),
     "chains": ("langevin",),
     "map_steps": ("langevin",),
+    "on_divergence": ("langevin",),
+    "max_restarts": ("langevin",),
 }
 
 
@@ -275,6 +310,26 @@ class _Converter:
             if not (0.0 < v < 1.0):
                 self.fail(what, value)
             return v
+        if kind == "devices":
+            what = "a positive integer or all"
+            if isinstance(value, str) and value.strip().lower() == "all":
+                return "all"
+            v = self.number(value, what, True)
+            if v < 1:
+                self.fail(what, value)
+            return v
+        if kind == "coordinator":
+            from langevin_nets.distributed import parse_coordinator
+
+            try:
+                host, port = parse_coordinator(value, self.label)
+            except TypeError as e:
+                if self.style == "api":
+                    raise InputTypeError(f"{e}{self.where}") from None
+                raise InputError(f"{e}{self.where}") from None
+            except ValueError as e:
+                raise InputError(f"{e}{self.where}") from None
+            return value.strip()
         if kind == "bool":
             if isinstance(value, bool | np.bool_):
                 return bool(value)
@@ -426,7 +481,45 @@ def validate(
             f"give either {label('test')} (a test file) or {label('test_fraction')} "
             "(hold out part of the training data), not both"
         )
+    _check_parallel(out, given, label)
     return out
+
+
+def _check_parallel(out: dict[str, Any], given: set[str], label: Any) -> None:
+    """Cross-checks of the device, chunk and process options (no JAX call)."""
+    method = out.get("method")
+    devices = out.get("devices")
+    if "devices" in given and method == "langevin" and devices not in (1, "all"):
+        raise InputError(
+            f"{label('devices')} {devices}: only the SMC methods run on several devices; "
+            f"{label('method')} langevin runs on one (drop {label('devices')} or choose an SMC "
+            "method)"
+        )
+    particles = out.get("particles")
+    if isinstance(devices, int) and method in SMC_METHODS and particles % devices:
+        raise InputError(
+            f"{label('particles')} {particles} cannot be split evenly over {label('devices')} "
+            f"{devices}; choose a number of particles divisible by {devices}"
+        )
+    present = [k for k in PROCESS_KEYS if k in out and out[k] is not None]
+    if present and len(present) < len(PROCESS_KEYS):
+        missing = [label(k) for k in PROCESS_KEYS if k not in present]
+        raise InputError(
+            f"{', '.join(label(k) for k in PROCESS_KEYS[:-1])} and {label(PROCESS_KEYS[-1])} "
+            f"go together (a multi-process run); missing: {', '.join(missing)}"
+        )
+    if present:
+        num, pid = out["num_processes"], out["process_id"]
+        if pid >= num:
+            raise InputError(
+                f"{label('process_id')} must be from 0 to {num - 1} for "
+                f"{label('num_processes')} {num}, got {pid}"
+            )
+        if num > 1 and method == "langevin":
+            raise InputError(
+                f"{label('num_processes')} {num}: only the SMC methods run over several "
+                "processes; choose an SMC method"
+            )
 
 
 def ignored_options(config: Mapping[str, Any], given: set[str]) -> list[str]:

@@ -149,7 +149,11 @@ def write_json(path: Path, obj: Any) -> None:
 
 
 def environment() -> dict[str, Any]:
-    """Package, JAX and device information for the summary."""
+    """Package, JAX and device information for the summary.
+
+    ``device_count`` and ``devices_available`` are the devices JAX sees (over all
+    processes); a summary replaces ``device_count`` by the devices a run used.
+    """
     import platform
 
     import jax
@@ -163,6 +167,8 @@ def environment() -> dict[str, Any]:
         "python_version": platform.python_version(),
         "platform": devices[0].platform if devices else None,
         "device_count": jax.device_count(),
+        "devices_available": jax.device_count(),
+        "process_count": jax.process_count(),
         "x64": bool(jax.config.jax_enable_x64),
     }
 
