@@ -4,8 +4,8 @@ Rewrites only the part of ``README.md`` between ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` (the markers and a ``## Benchmarks`` heading are appended at the end
 of the README when they are missing). Each results file becomes one subsection that states
 the command that produced it and the machine it ran on. Known benchmarks
-(``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``) get their own
-tables; any other results file is listed with its command.
+(``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``, ``peers``,
+``smc_overhead``) get their own tables; any other results file is listed with its command.
 
 Usage::
 
@@ -67,7 +67,7 @@ def _machine_line(machine: dict[str, Any] | None) -> str:
     )
 
 
-# -- smc_vs_blackjax -----------------------------------------------------------------------------
+# -- smc_vs_blackjax ------------------------------------------------------------------------------
 CANDIDATE = "ours_candidate_move"
 
 
@@ -288,14 +288,268 @@ def _langevin_overhead_command(report: dict[str, Any]) -> str:
     return " ".join(args)
 
 
+# -- peers (NumPyro NUTS, BlackJAX SMC, ours) -----------------------------------------------------
+PEER_LABELS = {
+    "nuts_1chain": "NumPyro NUTS, 1 chain",
+    "nuts_4chains": "NumPyro NUTS, 4 chains vectorised",
+    "ours_smc": "ours: smc",
+    "blackjax_hmc": "BlackJAX SMC, HMC",
+    "blackjax_mala": "BlackJAX SMC, MALA",
+    "ours_langevin": "ours: langevin",
+}
+
+
+def _peer_budget(r: dict[str, Any]) -> str:
+    if r["sampler"] == "ours_langevin":
+        return f"{r['num_chains']} chains x {r['samples_per_chain']} (burn-in {r['burnin']})"
+    return f"N={r['num_particles']}, M={r['moves']}"
+
+
+def _fmt_peer_tta(t: dict[str, Any] | None) -> str:
+    if t is None:
+        return "not reached"
+    return f"{t['wall_s']:.3g} s ({t['budget']}; LL {t['test_log_likelihood']:.3f})"
+
+
+def render_peers(report: dict[str, Any]) -> str:
+    cfg = report.get("config", {})
+    sizes = cfg.get("sizes", {})
+    parts = [
+        "The same model for every sampler (" + str(cfg.get("model", "?")) + "); BlackJAX "
+        f"{cfg.get('blackjax', '?')}, NumPyro {cfg.get('numpyro', '?')}. Times exclude "
+        "compilation unless marked; SMC times are medians over "
+        f"{sizes.get('seeds', '?')} seed(s) per budget, test LL a mean over them. "
+        "Gradient evaluations count one particle or chain and one gradient each. The machine "
+        "is shared: only times measured side by side in one run mean anything.",
+    ]
+    tol = cfg.get("ll_tolerance", 0.05)
+    for prob in report.get("problems", []):
+        ref = prob["reference"]["test_log_likelihood"]
+        rows = []
+        for r in prob["nuts"]:
+            rows.append([PEER_LABELS.get(r["sampler"], r["sampler"]),
+                         f"{r['num_warmup']} + {r['num_samples']}", r["wall_s"],
+                         r["wall_s_with_compile"], r["gradient_evaluations"],
+                         f"{r['test_log_likelihood']:.3f}", f"{r['test_rmse']:.3f}", "-"])
+        for r in prob["rows"]:
+            lz = r.get("log_evidence_mean")
+            rows.append([PEER_LABELS.get(r["sampler"], r["sampler"]), _peer_budget(r),
+                         r["wall_s_median"], r["wall_s_with_compile"],
+                         int(r["gradient_evaluations_median"]),
+                         f"{r['test_log_likelihood_mean']:.3f}", f"{r['test_rmse_mean']:.3f}",
+                         "-" if lz is None else f"{lz:.1f}"])
+        parts += [
+            "",
+            f"**{prob['problem']}** ({prob['description']}). NUTS reference (4 chains) test "
+            f"LL **{ref:.3f}**; a budget reaches it when its mean test LL is at least "
+            f"{ref - tol:.3f}.",
+            "",
+            markdown_table(["sampler", "budget", "wall s", "wall s with compile",
+                            "gradient evals", "test LL", "test RMSE", "log evidence"], rows),
+        ]
+        tta = prob.get("time_to_accuracy", {})
+        trow = []
+        for s, t in tta.items():
+            cheapest = min((r["wall_s_median"] for r in prob["rows"] if r["sampler"] == s),
+                           default=None)
+            # Reached by the cheapest budget tried: the time to accuracy is an upper bound.
+            note = "cheapest budget tried" if t and t["wall_s"] == cheapest else ""
+            trow.append([PEER_LABELS.get(s, s), _fmt_peer_tta(t), note])
+        parts += ["", f"Time to a test LL within {tol} of the NUTS reference:", "",
+                  markdown_table(["sampler", "time (budget; test LL)", "note"], trow)]
+        comps = prob.get("comparisons", {})
+        if comps:
+            target = cfg.get("speedup_target", 2.0)
+            crow = [[k.replace("_vs_", " vs ").replace("_", " "),
+                     "-" if c["speedup"] is None else f"{c['speedup']:.2f}x",
+                     f">= {target}x", _yes(c["passed"])] for k, c in comps.items()]
+            parts += ["", markdown_table(["comparison", "speedup of ours (their time / ours)",
+                                          "target", "pass"], crow)]
+    return "\n".join(parts)
+
+
+# -- smc_overhead ---------------------------------------------------------------------------------
+def render_smc_overhead(report: dict[str, Any]) -> str:
+    rows = []
+    for c in report.get("cases", []):
+        for v in c["variants"]:
+            rows.append([c["name"], c["num_particles"], v["name"], v["num_stages_median"],
+                         v["gradient_evaluations"], v["wall_s_median"],
+                         v["baseline_wall_s_median"], v["ratio"],
+                         f"<= {c['target_ratio']}" if v["name"] == "default" else "-",
+                         _yes(v["ratio"] <= c["target_ratio"]) if v["name"] == "default"
+                         else "-"])
+    table = markdown_table(
+        ["case", "particles", "variant", "stages", "grad evals", "smc s", "gradient loop s",
+         "ratio", "target", "pass"], rows)
+    hmc = [(c["name"], c["hmc_loop"]) for c in report.get("cases", []) if c.get("hmc_loop")]
+    if hmc:
+        table += "\n\nA bare jitted HMC loop (leapfrog, Metropolis test per trajectory, " \
+            "momentum redrawn) with about the default run's gradients, seconds per gradient " \
+            "(medians of per-repeat ratios):\n\n" + markdown_table(
+                ["case", "smc / HMC loop", "HMC loop / gradient loop"],
+                [[name, h["smc_over_hmc_loop"], h["hmc_loop_over_gradient_loop"]]
+                 for name, h in hmc])
+    return (
+        "`smc(...)` against a bare jitted `fori_loop` of `vmap(grad(logdensity))` doing the "
+        "same number of gradient evaluations (`SMCResult.num_gradient_evaluations`), same "
+        "particles and model; compilation excluded, medians over repeats. The variants take "
+        "parts of the stage away to show where the rest of the time goes:\n\n" + table
+    )
+
+
+# -- scaling (devices, particles, data size) ------------------------------------------------------
+def _gb(nbytes: Any) -> str:
+    return "-" if nbytes is None or nbytes < 0 else f"{nbytes / 1e9:.3g}"
+
+
+def _rss_gb(r: dict[str, Any]) -> str:
+    mark = "" if r.get("rss_isolated", True) else " *"
+    return f"{r['max_rss_mb'] / 1024:.3g}{mark}"
+
+
+def _side_by_side(r: dict[str, Any]) -> str:
+    """Median and range of the calls made alternately with the other runs of its process."""
+    runs = r.get("interleaved_runs_s")
+    if not runs:
+        return "-"
+    return f"{statistics.median(runs):.3g} ({min(runs):.3g}-{max(runs):.3g})"
+
+
+def _scaling_rows(report: dict[str, Any], section: str) -> list[dict[str, Any]]:
+    return [r for r in report.get("runs", []) if r.get("section") == section and "error" not in r]
+
+
+def render_scaling(report: dict[str, Any]) -> str:
+    runs = report.get("runs", [])
+    summary = report.get("summary", {})
+    cores = (report.get("machine") or {}).get("cpu_count_usable", "?")
+    first = next((r for r in runs if "error" not in r), None)
+    work = (
+        "" if first is None else
+        f" (boston unless stated: {first['num_stages']} stage(s) of {first['num_mcmc_steps']} "
+        f"HMC move(s) x {first['num_integration_steps']} leapfrog steps)"
+    )
+    parts = [
+        "Throughput: particle-gradient evaluations per second of `smc` "
+        "(`SMCResult.num_gradient_evaluations` over the run time, compilation excluded) on a "
+        f"fixed geometric schedule, so the work of a run is fixed{work}. Each device count runs "
+        "in its own process with `XLA_FLAGS=--xla_force_host_platform_device_count=K`. "
+        f"**Forced host devices on this machine share the same {cores} cores**: the device "
+        "rows show that the sharded program runs and what it costs, not a speed-up. Memory: "
+        "max RSS is the process's peak resident memory (`ru_maxrss`: JAX, the compiler and "
+        "the data included; `*`: a second run in the same process, its peak includes the "
+        "first's); 'gradient program' is XLA's memory analysis (temporary buffers) of the "
+        "gradient at all particles, unchunked and with the chunks used. The machine is shared "
+        "with other work: throughputs are rough.",
+    ]
+    dev = _scaling_rows(report, "devices")
+    rel = summary.get("relative_throughput", {})
+    if dev:
+        rows = [
+            [r["name"], r["forced_host_devices"], r["num_particles"],
+             r.get("data_chunk") or "-", r.get("particle_chunk") or "-",
+             f"{r['gradients_per_second']:.4g}", rel.get(r["name"], "-"), f"{r['run_s']:.3g}",
+             _side_by_side(r), f"{r['compile_s']:.3g}", _rss_gb(r), f"{r['log_evidence']:.2f}"]
+            for r in dev
+        ]  # fmt: skip
+        parts += [
+            "",
+            "**Devices:**",
+            "",
+            markdown_table(
+                ["run", "forced host devices", "particles", "data_chunk", "particle_chunk",
+                 "grads/s", "relative to unsharded", "run s", "run s side by side",
+                 "compile s", "max RSS GB", "log Z"],
+                rows,
+            ),  # fmt: skip
+        ]
+        if "one_device_ratio" in summary:
+            side = (
+                " (medians of calls made alternately in one process)"
+                if summary.get("one_device_ratio_from") == "interleaved_run_s" else ""
+            )
+            parts += [
+                "",
+                f"One-device overhead (run time of `devices=1` / the unsharded run{side}): "
+                f"{summary['one_device_ratio']:.3f}, target <= "
+                f"{summary['target_one_device_ratio']}: "
+                f"{_yes(summary.get('one_device_passed'))}.",
+            ]
+    unsharded = next((r for r in dev if r["name"] == "unsharded"), None)
+    part = _scaling_rows(report, "particles")
+    if part:
+        same = [unsharded] if unsharded and unsharded["dataset"] == part[0]["dataset"] else []
+        rows = [
+            [r["num_particles"], f"{r['gradients_per_second']:.4g}", f"{r['run_s']:.3g}",
+             f"{r['compile_s']:.3g}", _rss_gb(r)]
+            for r in sorted(part + same, key=lambda r: r["num_particles"])
+        ]  # fmt: skip
+        parts += [
+            "",
+            f"**Particles** ({part[0]['dataset']}, one device):",
+            "",
+            markdown_table(["particles", "grads/s", "run s", "compile s", "max RSS GB"], rows),
+        ]
+    data = _scaling_rows(report, "data") + _scaling_rows(report, "big")
+    if data:
+        same = [unsharded] if unsharded else []
+        rows = []
+        for r in sorted(same + data, key=lambda r: (r["section"] == "big", r["num_data"])):
+            mem = r.get("gradient_program_memory") or {}
+            rows.append([
+                r["dataset"] + (" (all rows)" if r.get("rows") == "all" else ""), r["num_data"],
+                r["hidden"], r["num_particles"], r.get("data_chunk") or "-",
+                r.get("particle_chunk") or "-", _gb(mem.get("unchunked_temp_bytes")),
+                _gb(mem.get("chunked_temp_bytes")), _rss_gb(r),
+                f"{r['gradients_per_second']:.4g}", f"{r['datum_gradients_per_second']:.4g}",
+                f"{r['run_s']:.3g}", f"{r['compile_s']:.3g}",
+            ])  # fmt: skip
+        budget = (report.get("config") or {}).get("memory_budget_gb")
+        parts += [
+            "",
+            "**Data size** (chunks used where XLA's memory analysis puts the unchunked "
+            f"gradient program above {budget} GB):",
+            "",
+            markdown_table(
+                ["data set", "rows", "width", "particles", "data_chunk", "particle_chunk",
+                 "gradient program GB, unchunked", "chunked", "max RSS GB", "grads/s",
+                 "rows x grads/s", "run s", "compile s"],
+                rows,
+            ),  # fmt: skip
+        ]
+        for r in _scaling_rows(report, "big"):
+            mem = r.get("gradient_program_memory") or {}
+            parts += [
+                "",
+                f"Largest run: {r['dataset']}, all {r['num_data']:,} rows, "
+                f"{r['num_particles']:,} particles ({r['dim']:,} parameters each), one stage of "
+                f"{r['num_mcmc_steps']} move(s) x {r['num_integration_steps']} leapfrog "
+                f"step(s), data_chunk={r.get('data_chunk')}, "
+                f"particle_chunk={r.get('particle_chunk')}: wall time {r['wall_s']:.4g} s "
+                f"(compile {r['compile_s']:.3g} s), peak resident memory "
+                f"{r['max_rss_mb'] / 1024:.3g} GB; the unchunked gradient program alone would "
+                f"need {_gb(mem.get('unchunked_temp_bytes'))} GB.",
+            ]
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        parts += ["", "Failed runs: " + "; ".join(
+            f"{r.get('section')}/{r.get('name')}: {str(r['error'])[:200]}" for r in failed
+        ) + "."]  # fmt: skip
+    return "\n".join(parts)
+
 # -- the README section ---------------------------------------------------------------------------
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "smc_vs_blackjax": ("SMC against BlackJAX", render_smc_vs_blackjax),
     "smc_network_reference": ("Reference log evidence of the README network",
                               render_smc_network_reference),
     "langevin_overhead": ("Langevin sampler overhead", render_langevin_overhead),
+    "peers": ("Speed against the peers: NumPyro NUTS, BlackJAX SMC, ours", render_peers),
+    "smc_overhead": ("SMC sampler overhead", render_smc_overhead),
+    "scaling": ("Scaling: devices, particles, data size", render_scaling),
 }
-ORDER = ("smc_vs_blackjax", "smc_network_reference", "langevin_overhead")
+ORDER = ("smc_vs_blackjax", "smc_network_reference", "langevin_overhead", "peers",
+         "smc_overhead", "scaling")
 
 
 def _command(report: dict[str, Any]) -> str:

@@ -218,3 +218,172 @@ def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
     assert report["command"] in text
     check = subprocess.run(tables + ["--check"], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0
+
+
+def test_peers_quick_run_writes_report_and_tables(tmp_path):
+    """benchmarks/peers.py --quick on the toy problem, narrowed (one NUTS chain, 8 particles,
+    ours and BlackJAX HMC, Langevin), then make_tables.py on its JSON. Checks structure,
+    the gradient bookkeeping, that the test metrics are fit's, and the time-to-accuracy
+    logic; never a timing."""
+    import pytest
+
+    pytest.importorskip("blackjax", reason="the bench extra (blackjax) is not installed")
+    pytest.importorskip("numpyro", reason="the bench extra (numpyro) is not installed")
+    results = tmp_path / "results"
+    out = results / "peers.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "peers.py"), "--quick", "--out", str(out),
+           "--problems", "toy", "--nuts-chains", "1", "--particles", "8",
+           "--samplers", "ours_smc,blackjax_hmc"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| ours: smc | N=8, M=2 |" in proc.stdout
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "peers" and "--quick" in report["command"]
+    assert MACHINE_FIELDS <= set(report["machine"])
+    (prob,) = report["problems"]
+    assert prob["problem"] == "toy" and prob["dim"] == 1 + (1 * 50 + 50) + (50 + 1)
+    assert prob["num_train"] == 50 and prob["num_test"] == 200
+    (nuts,) = prob["nuts"]
+    assert nuts["sampler"] == "nuts_1chain" and nuts["num_samples"] == 50
+    # At least one leapfrog step per iteration, plus the initial gradient.
+    assert nuts["gradient_evaluations"] >= 100 + 1
+    ref = prob["reference"]["test_log_likelihood"]
+    assert ref == nuts["test_log_likelihood"] and math.isfinite(ref)
+
+    rows = {r["sampler"]: r for r in prob["rows"]}
+    assert set(rows) == {"ours_smc", "blackjax_hmc", "ours_langevin"}
+    for name in ("ours_smc", "blackjax_hmc"):
+        r = rows[name]
+        assert r["num_particles"] == 8 and r["moves"] == 2
+        (run,) = r["runs"]  # one seed under --quick
+        assert run["reached_posterior"] is True
+        for key in ("test_log_likelihood", "test_rmse", "log_evidence", "wall_s"):
+            assert math.isfinite(run[key]), (name, key)
+        assert r["wall_s_with_compile"] == r["wall_s_median"] + r["compile_s"]
+    # BlackJAX: per stage one gradient per particle at the kernel's init, then M x L = 2 x 20.
+    bj = rows["blackjax_hmc"]["runs"][0]
+    assert bj["gradient_evaluations"] == bj["num_stages"] * 8 * (1 + 2 * 20)
+    # Langevin's metrics are computed by the script's own code on fit's draws: they must
+    # equal fit's (same standardisation, same predictive density).
+    lrun = rows["ours_langevin"]["runs"][0]
+    assert abs(lrun["test_log_likelihood"] - lrun["fit_test_log_likelihood"]) < 1e-4
+
+    tol = prob["reference"]["tolerance"]
+    assert tol == 0.05
+    for name, t in prob["time_to_accuracy"].items():
+        ok = [r for r in prob["rows"] if r["sampler"] == name
+              and r["test_log_likelihood_mean"] >= ref - tol]  # fmt: skip
+        assert (t is None) == (not ok)
+        if t is not None:
+            assert t["wall_s"] == min(r["wall_s_median"] for r in ok)
+    comp = prob["comparisons"]["ours_smc_vs_blackjax_hmc"]
+    if comp["speedup"] is not None:
+        assert comp["passed"] == (comp["speedup"] >= 2.0)
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
+              "--results", str(results), "--readme", str(readme)]  # fmt: skip
+    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = readme.read_text()
+    assert "### Speed against the peers" in text and "| ours: smc | N=8, M=2 |" in text
+
+
+def test_smc_overhead_quick_run_writes_report(tmp_path):
+    """benchmarks/smc_overhead.py --quick on the README network, 8 particles, one move, one
+    repeat: structure and gradient bookkeeping; never a timing."""
+    out = tmp_path / "smc_overhead.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "smc_overhead.py"), "--quick",
+           "--cases", "readme", "--particles", "8", "--moves", "1", "--repeats", "1",
+           "--hmc-loop", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| readme | 8 | default |" in proc.stdout
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "smc_overhead" and MACHINE_FIELDS <= set(report["machine"])
+    (case,) = report["cases"]
+    assert case["num_particles"] == 8 and case["num_mcmc_steps"] == 1
+    assert case["dim"] == 1 + (1 * 50 + 50) + (50 * 50 + 50) + (50 * 1 + 1)
+    variants = {v["name"]: v for v in case["variants"]}
+    assert set(variants) == set(report["config"]["variants"])
+    for name, v in variants.items():
+        (s,) = v["samples"]
+        # One gradient per particle at each stage's start, then 20 per move (1 move; none
+        # for no_moves).
+        per_stage = 1 if name == "no_moves" else 1 + 20
+        assert s["gradient_evaluations"] == s["num_stages"] * 8 * per_stage, name
+        assert math.isfinite(v["ratio"]) and v["ratio"] > 0
+    # The fixed schedule replays the default run's path: the same number of stages.
+    assert variants["fixed_schedule"]["num_stages_median"] == case["fixed_path_stages"]
+    assert case["ratio"] == variants["default"]["ratio"]
+    assert case["passed"] == (case["ratio"] <= case["target_ratio"] == 1.15)
+    # The bare HMC loop: 1 + K x 20 gradients per particle, K trajectories filling about
+    # the default run's gradient count.
+    (h,) = case["hmc_loop"]["samples"]
+    default_grads = variants["default"]["samples"][0]["gradient_evaluations"]
+    assert h["gradient_evaluations"] == 8 * (1 + h["trajectories"] * 20)
+    assert h["trajectories"] == max((default_grads // 8 - 1) // 20, 1)
+    assert math.isfinite(case["hmc_loop"]["smc_over_hmc_loop"])
+
+
+def test_scaling_quick_run_writes_report_plot_and_readme_table(tmp_path):
+    """benchmarks/scaling.py --quick: two processes (one device, unsharded; two forced host
+    devices with data and particle chunks), then make_tables.py on its JSON.
+
+    Checks the structure, the gradient bookkeeping and that both runs estimate the same log
+    evidence. With one stage the estimate is the log mean of exp(log-likelihood) at the
+    prior draws, made before any move, so the two runs differ only by float32 rounding of
+    the 455-term log-likelihood sums: at most about n * 2**-24 * sum |log p(y_i | theta)|
+    ~ 455 * 6e-8 * 1e3 ~ 0.03 nats for log-likelihoods of order -1e3 (-634 here), hence 0.05.
+    """
+    import pytest
+
+    from langevin_nets.datasets import find_uci_dir
+
+    try:
+        data_dir = find_uci_dir()
+    except ValueError:
+        pytest.skip("UCI data folder not found")
+    if not (data_dir / "boston" / "data.txt").is_file():
+        pytest.skip("UCI boston data not found")
+    results = tmp_path / "results"
+    out = results / "scaling.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "scaling.py"), "--quick", "--out", str(out),
+           "--data-dir", str(data_dir)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert out.with_suffix(".png").stat().st_size > 0
+
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "scaling" and "--quick" in report["command"]
+    assert MACHINE_FIELDS <= set(report["machine"])
+    runs = {r["name"]: r for r in report["runs"]}
+    assert set(runs) == {"unsharded", "2 devices, chunked"}
+    assert not any("error" in r for r in runs.values())
+    one, two = runs["unsharded"], runs["2 devices, chunked"]
+    assert one["jax_devices"] == 1 and two["jax_devices"] == 2 and two["devices"] == 2
+    assert two["data_chunk"] == 128 and two["particle_chunk"] == 16
+    for r in (one, two):
+        assert r["num_data"] == 455 and r["dim"] == 1 + 13 * 50 + 50 + 50 + 1
+        # One gradient per particle at the stage's start, then one per leapfrog step.
+        stages, moves, steps = r["num_stages"], r["num_mcmc_steps"], r["num_integration_steps"]
+        assert r["num_stages_run"] == stages
+        assert r["gradient_evaluations"] == r["num_particles"] * stages * (1 + moves * steps)
+        assert r["gradients_per_second"] == pytest.approx(r["gradient_evaluations"] / r["run_s"])
+        assert r["finite"] and r["max_rss_mb"] >= r["rss_before_run_mb"] > 0
+    assert abs(one["log_evidence"] - two["log_evidence"]) < 0.05
+    memory = two["gradient_program_memory"]
+    assert 0 < memory["chunked_temp_bytes"] < memory["unchunked_temp_bytes"]
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
+              "--results", str(results), "--readme", str(readme)]  # fmt: skip
+    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = readme.read_text()
+    assert "### Scaling: devices, particles, data size" in text
+    assert "share the same" in text and "| 2 devices, chunked | 2 | 64 | 128 | 16 |" in text
