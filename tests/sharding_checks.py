@@ -18,16 +18,10 @@ import time
 import warnings
 
 import jax
+import numpy as np
 
-# Double precision: chunked and unchunked runs sum in different orders, and in float32 the
-# rounding (grown along the trajectories) can flip an accept/reject decision, after which
-# two correct runs differ. In float64 the differences stay near 1e-12.
-jax.config.update("jax_enable_x64", True)
-
-import numpy as np  # noqa: E402
-
-from langevin_nets import BayesianMLP  # noqa: E402
-from langevin_nets.smc import engine, smc  # noqa: E402
+from langevin_nets import BayesianMLP
+from langevin_nets.smc import engine, smc
 
 N_DATA = 20
 NOISE = 1.0
@@ -132,4 +126,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # Double precision: chunked and unchunked runs sum in different orders, and in float32
+    # the rounding (grown along the trajectories) can flip an accept/reject decision, after
+    # which two correct runs differ. In float64 the differences stay near 1e-12. Set here,
+    # not at import: test_sharding.py imports this module for its data, and the setting
+    # would leak into the rest of the pytest process.
+    jax.config.update("jax_enable_x64", True)
     sys.exit(main())

@@ -26,6 +26,10 @@ ON_DIVERGENCE = ("raise", "restart")
 # Restarts halve a chain's step size; with the default 10 it can shrink ~1000-fold.
 RESTART_FACTOR = 0.5
 DEFAULT_MAX_RESTARTS = 10
+# With "restart", an unadjusted step that lowers the log density by more than this many nats
+# counts as divergent (at equilibrium one step changes it by O(1); the same threshold marks
+# divergent HMC transitions in Stan and BlackJAX).
+BLOWUP_DROP = 1000.0
 # Folded into a step's key to draw the fresh momentum of a restart, apart from the step's
 # own uses of that key (the key itself: O-step noise; fold_in 1: accept test; 2: multi-step).
 _RESTART_KEY = 7
@@ -55,7 +59,8 @@ class LangevinTrace(NamedTuple):
         record (1 for the unadjusted sampler).
     num_divergent : array
         Steps whose proposal had a non-finite log density or gradient, per chain
-        (restarted steps included).
+        (restarted steps included; with ``on_divergence="restart"``, an unadjusted step
+        that lowered the log density by more than ``BLOWUP_DROP`` nats counts too).
     final_state : BAOABState
         Where each chain stopped (pass its position to continue).
     recorded : any
@@ -395,7 +400,10 @@ def langevin(
         the factor applies to the burn-in and the production step sizes alike; see
         ``num_restarts`` and ``final_step_size``). Unadjusted chains restart in burn-in
         and production; Metropolis chains in burn-in only (in production they reject the
-        divergent step, which keeps them exact; see Notes).
+        divergent step, which keeps them exact; see Notes). An unadjusted chain restarts
+        from the state it had at the start of the phase (it blows up through finite but
+        huge values first), and with ``"restart"`` a step that lowers its log density by
+        more than ``BLOWUP_DROP`` (1000) nats also counts as a divergence.
     max_restarts : int
         Restarts allowed per chain with ``"restart"``. After that a further divergence
         stops an unadjusted run with :class:`DivergenceError`; a Metropolis chain keeps
@@ -521,6 +529,13 @@ def langevin(
         keys = jax.random.split(key, num_chains)
         state, info = jax.vmap(one)(keys, chains.state, chains.scale)
         bad = info.is_divergent
+        if can_restart and not metropolis:
+            # An unadjusted chain blows up through finite values before it overflows; a
+            # fall of the log density by more than BLOWUP_DROP nats in one step is taken
+            # as a divergence too, so the restart comes before the chain is lost.
+            fell = chains.state.logdensity - state.logdensity > BLOWUP_DROP
+            bad = bad | fell
+        diverged = bad
         scale, restarts = chains.scale, chains.num_restarts
         if can_restart:
             redo = bad & (restarts < max_restarts)
@@ -546,7 +561,7 @@ def langevin(
         bar.update(i)
         chains = _Chains(
             state,
-            chains.num_divergent + info.is_divergent.astype(jnp.int32),
+            chains.num_divergent + diverged.astype(jnp.int32),
             jnp.where((chains.fatal_step < 0) & fatal, i, chains.fatal_step),
             scale,
             restarts,
