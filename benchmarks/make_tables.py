@@ -340,7 +340,9 @@ def render_peers(report: dict[str, Any]) -> str:
                          "-" if lz is None else f"{lz:.1f}"])
         parts += [
             "",
-            f"**{prob['problem']}** ({prob['description']}). NUTS reference (4 chains) test "
+            f"**{prob['problem']}** ({prob['description']}). NUTS reference "
+            f"({PEER_LABELS.get(prob['reference']['sampler'], prob['reference']['sampler'])}) "
+            "test "
             f"LL **{ref:.3f}**; a budget reaches it when its mean test LL is at least "
             f"{ref - tol:.3f}.",
             "",
