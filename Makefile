@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-bench lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,8 +17,14 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/langevin-nets demo --out demo_out
 
+# The quick runs of the heavier benchmark scripts (BlackJAX, NumPyro, scaling) take about
+# three minutes more; they run in `make test-bench`, while `make test` keeps the UCI and
+# Langevin-overhead smoke runs.
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --dist loadfile
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not bench_smoke"
+
+test-bench: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 -m bench_smoke tests/test_benchmarks_smoke.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "langevin_overhead.py"
 
@@ -132,6 +134,7 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert len(again["invocations"]) == 2
 
 
+@pytest.mark.bench_smoke
 def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
     """benchmarks/smc_vs_blackjax.py at tiny sizes, then make_tables.py on its JSON.
 
@@ -220,6 +223,7 @@ def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
     assert check.returncode == 0
 
 
+@pytest.mark.bench_smoke
 def test_peers_quick_run_writes_report_and_tables(tmp_path):
     """benchmarks/peers.py --quick on the toy problem, narrowed (one NUTS chain, 8 particles,
     ours and BlackJAX HMC, Langevin), then make_tables.py on its JSON. Checks structure,
@@ -291,6 +295,7 @@ def test_peers_quick_run_writes_report_and_tables(tmp_path):
     assert "### Speed against the peers" in text and "| ours: smc | N=8, M=2 |" in text
 
 
+@pytest.mark.bench_smoke
 def test_smc_overhead_quick_run_writes_report(tmp_path):
     """benchmarks/smc_overhead.py --quick on the README network, 8 particles, one move, one
     repeat: structure and gradient bookkeeping; never a timing."""
@@ -329,6 +334,7 @@ def test_smc_overhead_quick_run_writes_report(tmp_path):
     assert math.isfinite(case["hmc_loop"]["smc_over_hmc_loop"])
 
 
+@pytest.mark.bench_smoke
 def test_scaling_quick_run_writes_report_plot_and_readme_table(tmp_path):
     """benchmarks/scaling.py --quick: two processes (one device, unsharded; two forced host
     devices with data and particle chunks), then make_tables.py on its JSON.
