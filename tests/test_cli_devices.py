@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import assert_nothing_written, assert_one_error
 from langevin_nets.cli import main
 from langevin_nets.io.config import InputError
 
@@ -40,22 +41,6 @@ def _env(num_devices: int) -> dict[str, str]:
 def _cli() -> list[str]:
     exe = Path(sys.executable).parent / "langevin-nets"
     return [str(exe)] if exe.exists() else [sys.executable, "-m", "langevin_nets.cli"]
-
-
-def _assert_one_error(err: str, *needles: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got: {err!r}"
-    assert lines[0].startswith("error:"), lines[0]
-    for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
-    assert "Traceback" not in err
-    return lines[0]
-
-
-def _assert_nothing_written(tmp_path: Path, out: Path) -> None:
-    assert not out.exists()
-    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
-    assert leftovers == []
 
 
 def test_two_devices_from_the_config_file(tmp_path: Path, train: Path) -> None:
@@ -133,9 +118,9 @@ def test_bad_device_options_exit_2(
     rc = main(["fit", "--data", str(train), "--out", str(out), *extra])
     cap = capsys.readouterr()
     assert rc == 2, cap.err
-    _assert_one_error(cap.err, *needles)
+    assert_one_error(cap.err, *needles)
     assert cap.out == ""
-    _assert_nothing_written(tmp_path, out)
+    assert_nothing_written(tmp_path, out)
 
 
 @pytest.mark.parametrize(
@@ -158,15 +143,15 @@ def test_bad_device_options_in_config_exit_2(
     rc = main(["fit", "--config", str(cfg), "--data", str(train), "--out", str(out)])
     cap = capsys.readouterr()
     assert rc == 2, cap.err
-    _assert_one_error(cap.err, *needles)
-    _assert_nothing_written(tmp_path, out)
+    assert_one_error(cap.err, *needles)
+    assert_nothing_written(tmp_path, out)
 
 
 def test_uci_checks_device_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["uci", "boston", "--devices", "3", "--particles", "8", "--data-dir",
                str(tmp_path), "--out", str(tmp_path / "out")])  # fmt: skip
     assert rc == 2
-    _assert_one_error(capsys.readouterr().err, "--devices 3", "--particles 8")
+    assert_one_error(capsys.readouterr().err, "--devices 3", "--particles 8")
 
 
 def test_resolve_devices() -> None:

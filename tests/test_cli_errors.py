@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers import assert_nothing_written, assert_one_error
 from langevin_nets.cli import main
 from langevin_nets.io.config import InputError
 from langevin_nets.io.outputs import OutputDir
@@ -40,21 +41,6 @@ def _write(path: Path, text: str | bytes) -> Path:
 @pytest.fixture
 def good(tmp_path: Path) -> Path:
     return _write(tmp_path / "train.csv", HEADER + ROWS)
-
-
-def _assert_one_error(err: str, match: str) -> str:
-    lines = err.strip().splitlines()
-    assert len(lines) == 1, f"expected one stderr line, got: {err!r}"
-    assert lines[0].startswith("error:"), lines[0]
-    assert match.lower() in lines[0].lower(), (match, lines[0])
-    assert "Traceback" not in err
-    return lines[0]
-
-
-def _assert_nothing_written(tmp_path: Path, out: Path) -> None:
-    assert not out.exists()
-    leftovers = [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name or ".old-" in p.name]
-    assert leftovers == []
 
 
 # Each case: (id, function(tmp_path, good_csv) -> argv, expected text in the message).
@@ -202,16 +188,16 @@ def test_bad_input_exits_2_with_one_error_line(
     rc = main(argv)
     cap = capsys.readouterr()
     assert rc == 2, cap.err
-    _assert_one_error(cap.err, match)
+    assert_one_error(cap.err, match)
     assert cap.out == ""
-    _assert_nothing_written(tmp_path, out)
+    assert_nothing_written(tmp_path, out)
 
 
 def test_output_path_is_a_file(tmp_path: Path, good: Path, capsys: pytest.CaptureFixture[str]):
     target = _write(tmp_path / "result", "I am a file\n")
     rc = main(["fit", "--data", str(good), "--out", str(target)])
     assert rc == 2
-    _assert_one_error(capsys.readouterr().err, "is a file")
+    assert_one_error(capsys.readouterr().err, "is a file")
     assert target.read_text() == "I am a file\n"
 
 
@@ -219,7 +205,7 @@ def test_output_dir_below_a_file(tmp_path: Path, good: Path, capsys: pytest.Capt
     _write(tmp_path / "f", "x")
     rc = main(["fit", "--data", str(good), "--out", str(tmp_path / "f" / "run")])
     assert rc == 2
-    _assert_one_error(capsys.readouterr().err, "is a file")
+    assert_one_error(capsys.readouterr().err, "is a file")
 
 
 def test_output_dir_not_empty(tmp_path: Path, good: Path, capsys: pytest.CaptureFixture[str]):
@@ -228,7 +214,7 @@ def test_output_dir_not_empty(tmp_path: Path, good: Path, capsys: pytest.Capture
     _write(out / "keep.txt", "old result")
     rc = main(["fit", "--data", str(good), "--out", str(out)])
     assert rc == 2
-    _assert_one_error(capsys.readouterr().err, "--overwrite")
+    assert_one_error(capsys.readouterr().err, "--overwrite")
     assert (out / "keep.txt").read_text() == "old result"
 
 
@@ -245,9 +231,9 @@ def test_internal_error_exits_1_and_writes_nothing(
     rc = main(["fit", "--data", str(good), "--method", "langevin", "--out", str(out)])
     err = capsys.readouterr().err
     assert rc == 1
-    line = _assert_one_error(err, "error: internal error: RuntimeError: boom second line")
+    line = assert_one_error(err, "error: internal error: RuntimeError: boom second line")
     assert "--debug" in line
-    _assert_nothing_written(tmp_path, out)
+    assert_nothing_written(tmp_path, out)
     # With --debug the traceback is shown.
     rc = main(["fit", "--data", str(good), "--method", "langevin", "--out", str(out), "--debug"])
     assert rc == 1
@@ -350,9 +336,9 @@ def test_console_script_prints_no_traceback(tmp_path: Path, args: list[str], mat
         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2, proc.stderr
-    _assert_one_error(proc.stderr, match)
+    assert_one_error(proc.stderr, match)
     assert proc.stdout == ""
-    _assert_nothing_written(tmp_path, tmp_path / "out")
+    assert_nothing_written(tmp_path, tmp_path / "out")
 
 
 def test_python_api_defaults_match_the_command_line() -> None:
@@ -382,6 +368,6 @@ def test_missing_smc_engine_is_a_clean_error(
     out = tmp_path / "out"
     rc = main(["fit", "--data", str(good), "--method", "smc-data", "--out", str(out)])
     assert rc == 1
-    line = _assert_one_error(capsys.readouterr().err, "use --method langevin")
+    line = assert_one_error(capsys.readouterr().err, "use --method langevin")
     assert "internal error" not in line
-    _assert_nothing_written(tmp_path, out)
+    assert_nothing_written(tmp_path, out)

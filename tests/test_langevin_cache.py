@@ -14,11 +14,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import count_compiles, same
 from langevin_nets import langevin
 
 # The module, not the function the package re-exports under the same name.
 LANGEVIN_MODULE = sys.modules["langevin_nets.langevin"]
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 BASE = dict(step_size=0.2, friction=1.0, num_chains=2)
 X0 = np.zeros((2, 3))
 
@@ -27,34 +27,11 @@ def std_normal(x):
     return -0.5 * jnp.sum(x * x)
 
 
-def run_counting_compiles(fn, *args, **kwargs):
-    events = []
-
-    def listen(event, duration, **_):
-        if event == BACKEND_COMPILE:
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        out = jax.block_until_ready(fn(*args, **kwargs))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return out, len(events)
-
-
-def same(a, b):
-    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(leaves_a) == len(leaves_b) and all(
-        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
-        for x, y in zip(leaves_a, leaves_b, strict=True)
-    )
-
-
 def test_repeat_call_does_not_compile_and_matches():
     key = jax.random.PRNGKey(3)
-    first, n_first = run_counting_compiles(langevin, std_normal, key, X0, 30, **BASE)
-    again, n_again = run_counting_compiles(langevin, std_normal, key, X0, 30, **BASE)
-    other_key, n_other = run_counting_compiles(
+    first, n_first = count_compiles(langevin, std_normal, key, X0, 30, **BASE)
+    again, n_again = count_compiles(langevin, std_normal, key, X0, 30, **BASE)
+    other_key, n_other = count_compiles(
         langevin, std_normal, jax.random.PRNGKey(4), X0, 30, **BASE
     )
     assert n_first >= 1
@@ -97,8 +74,8 @@ def test_unhashable_log_density_is_not_cached_but_works():
 
     f = Unhashable()
     key = jax.random.PRNGKey(6)
-    a, n_a = run_counting_compiles(langevin, f, key, X0, 10, **BASE)
-    b, n_b = run_counting_compiles(langevin, f, key, X0, 10, **BASE)
+    a, n_a = count_compiles(langevin, f, key, X0, 10, **BASE)
+    b, n_b = count_compiles(langevin, f, key, X0, 10, **BASE)
     assert n_a >= 1 and n_b >= 1
     assert same(a, b)
 
@@ -109,7 +86,7 @@ def test_cache_is_bounded(monkeypatch):
         langevin(std_normal, jax.random.PRNGKey(0), X0, n, **BASE)
         assert len(LANGEVIN_MODULE._SAMPLERS) <= 2
     # The most recent settings are kept.
-    _, n_compiles = run_counting_compiles(
+    _, n_compiles = count_compiles(
         langevin, std_normal, jax.random.PRNGKey(0), X0, 3, **BASE
     )
     assert n_compiles == 0

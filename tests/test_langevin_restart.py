@@ -18,11 +18,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from helpers import count_compiles, same
 from langevin_nets import BayesianMLP, LangevinTrace, langevin
 from langevin_nets.errors import DivergenceError
 
 LANGEVIN_MODULE = sys.modules["langevin_nets.langevin"]
-BACKEND_COMPILE = "/jax/core/compile/backend_compile_duration"
 CUT = 3.0
 
 
@@ -50,29 +50,6 @@ def assert_moments(x: np.ndarray, mean: float, var: float) -> None:
     se1, se2 = m1.std(ddof=1) / math.sqrt(n), m2.std(ddof=1) / math.sqrt(n)
     assert abs(m1.mean() - mean) < 4 * se1, (m1.mean(), mean, se1)
     assert abs(m2.mean() - var) < 4 * se2, (m2.mean(), var, se2)
-
-
-def count_compiles(fn, *args, **kwargs):
-    events = []
-
-    def listen(event, duration, **_):
-        if event == BACKEND_COMPILE:
-            events.append(duration)
-
-    jax.monitoring.register_event_duration_secs_listener(listen)
-    try:
-        out = jax.block_until_ready(fn(*args, **kwargs))
-    finally:
-        jax.monitoring.unregister_event_duration_listener(listen)
-    return out, len(events)
-
-
-def same(a, b) -> bool:
-    la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
-    return len(la) == len(lb) and all(
-        np.array_equal(np.asarray(x), np.asarray(y), equal_nan=True)
-        for x, y in zip(la, lb, strict=True)
-    )
 
 
 # -- a log density that is NaN on part of the space --------------------------------------------
