@@ -118,13 +118,16 @@ DEFAULT_NOISE_SHAPES = (1.0,)
 # About 1-2.5 minutes a split on 2 busy CPU cores (yacht .. wine), compilation included.
 DEFAULT_PARTICLES = 64
 DEFAULT_STEPS = 5
+DEFAULT_INTEGRATION_STEPS = 20
 QUICK = {"datasets": ("yacht", "boston"), "splits": "first 2", "particles": 32, "steps": 3}
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 DEFAULT_OUT = RESULTS_DIR / "uci_smc.json"
 QUICK_OUT = RESULTS_DIR / "uci_quick.json"
 # Recipe entries that must match for a JSON to be continued.
 RECIPE_KEYS = ("method", "activation", "prior", "fixed_prior_scale", "fixed_noise_shape",
-               "particles", "steps", "seed")  # fmt: skip
+               "particles", "steps", "integration_steps", "seed")  # fmt: skip
+# Recipe entries added later: a JSON without them was run with these values.
+RECIPE_DEFAULTS = {"integration_steps": DEFAULT_INTEGRATION_STEPS}
 
 
 class UsageError(Exception):
@@ -246,6 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"HMC moves per SMC stage (default: {DEFAULT_STEPS})",
     )
     p.add_argument(
+        "--integration-steps",
+        default=None,
+        metavar="L",
+        help=f"leapfrog steps per HMC move (default: {DEFAULT_INTEGRATION_STEPS})",
+    )
+    p.add_argument(
         "--seed", default="0", metavar="N", help="base seed; split K uses seed + K (default: 0)"
     )
     p.add_argument(
@@ -313,6 +322,8 @@ def load_results(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
     if data.get("benchmark") != "uci" or not isinstance(data.get("runs"), dict):
         raise UsageError(f"--out {str(path)!r} is not a UCI benchmark results file")
     old = data.get("recipe", {})
+    for k, v in RECIPE_DEFAULTS.items():
+        old.setdefault(k, v)
     diff = [k for k in RECIPE_KEYS if old.get(k) != recipe[k]]
     if diff:
         what = ", ".join(f"{k}: {old.get(k)!r} there, {recipe[k]!r} now" for k in diff)
@@ -330,6 +341,7 @@ def load_results(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
 def run_fit(
     X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, n_hidden: int,
     prior_scale: float, noise_shape: float, particles: int, steps: int, seed: int,
+    integration_steps: int = DEFAULT_INTEGRATION_STEPS,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit one split with one candidate; metrics in the target's original units."""
     from langevin_nets.fit import fit
@@ -341,7 +353,7 @@ def run_fit(
         res = fit(
             X, y, Xt, yt, method=METHOD, hidden=(n_hidden,), activation=ACTIVATION,
             prior=PRIOR, prior_scale=prior_scale, noise_shape=noise_shape,
-            particles=particles, steps=steps, seed=seed,
+            particles=particles, steps=steps, integration_steps=integration_steps, seed=seed,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {
@@ -474,7 +486,9 @@ def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[
         "",
         f"Ours: `{rec['method']}` (adaptive likelihood tempering, HMC moves), one hidden layer "
         f"of n_hidden units ({rec['activation']}), `{rec['prior']}` prior, "
-        f"{rec['particles']} particles, {rec['steps']} moves per stage, seed + split. "
+        f"{rec['particles']} particles, {rec['steps']} moves per stage of "
+        f"{rec.get('integration_steps', DEFAULT_INTEGRATION_STEPS)} leapfrog steps, "
+        "seed + split. "
         f"*Fixed*: prior_scale {rec['fixed_prior_scale']:g}, noise prior Gamma("
         f"{rec['fixed_noise_shape']:g}, 1) on sigma (standardised units). "
         + (
@@ -617,6 +631,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         if args.steps
         else (QUICK["steps"] if args.quick else DEFAULT_STEPS)
     )
+    integration_steps = (_positive_int(args.integration_steps, "--integration-steps")
+                         if args.integration_steps else DEFAULT_INTEGRATION_STEPS)  # fmt: skip
     seed = _positive_int(args.seed, "--seed", 0)
     names = (tuple(n.strip() for n in args.datasets.split(",") if n.strip()) if args.datasets
              else (QUICK["datasets"] if args.quick else DEFAULT_DATASETS))  # fmt: skip
@@ -650,7 +666,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     recipe = {
         "method": METHOD, "activation": ACTIVATION, "prior": PRIOR,
         "fixed_prior_scale": FIXED_PRIOR_SCALE, "fixed_noise_shape": FIXED_NOISE_SHAPE,
-        "particles": particles, "steps": steps, "seed": seed,
+        "particles": particles, "steps": steps, "integration_steps": integration_steps,
+        "seed": seed,
         "seed_rule": "seed + split (the same for every candidate of a split)",
         "hidden": "one layer of n_hidden.txt units",
         "standardisation": "training split, inputs and target (langevin_nets.fit)",
@@ -703,7 +720,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 key = candidate_key(ps, ns)
                 try:
                     r = run_fit(X, y.ravel(), Xt, yt.ravel(), n_hidden, ps, ns, particles,
-                                steps, seed + k)  # fmt: skip
+                                steps, seed + k, integration_steps)  # fmt: skip
                 except Exception as e:  # a failed fit must not lose the run so far
                     failures += 1
                     print(f"{name} split {k} {key}: FAILED: {type(e).__name__}: {e}",

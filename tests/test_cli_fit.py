@@ -144,7 +144,8 @@ def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     _run(["fit", "--data", str(data["train"]), "--test", str(data["test_no_target"]),
           "--method", "smc-data", "--batch-size", "10", "--hidden", "8", "--particles", "16",
-          "--steps", "2", "--out", str(out), "--quiet"], capsys)  # fmt: skip
+          "--steps", "2", "--integration-steps", "3", "--out", str(out), "--quiet"],
+         capsys)  # fmt: skip
     # A test file without the target: predictions without targets, no test metrics.
     s = _check_outputs(out, "smc-data", 15, ["x", "mean", "std", "lower_90", "upper_90"])
     assert s["test"] is None
@@ -152,6 +153,11 @@ def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     assert s["num_particles"] == 16 and s["num_samples"] is None
     assert math.isfinite(s["log_evidence"])
     assert {"ess", "resampled", "acceptance_rate", "step_size"} <= set(s["stages"][0])
+    # --integration-steps sets the trajectory of every move: per stage and particle, one
+    # gradient at the new target, then 2 moves x 3 steps.
+    assert [st["num_integration_steps"] for st in s["stages"]] == [3, 3, 3, 3]
+    assert s["config"]["integration_steps"] == 3
+    assert s["gradient_evaluations"] == 16 * 4 * (1 + 2 * 3)
     idata = _load_idata(out)
     assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 16
 
