@@ -134,6 +134,25 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert len(again["invocations"]) == 2
 
 
+def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
+    """A results JSON is continued only with the same recipe; one written before
+    ``integration_steps`` was recorded counts as the default 20 leapfrog steps."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import uci
+
+    recipe = {"method": "smc-adaptive", "activation": "relu", "prior": "fan_in",
+              "fixed_prior_scale": 1.0, "fixed_noise_shape": 1.0, "particles": 64, "steps": 5,
+              "integration_steps": 20, "seed": 0}  # fmt: skip
+    old = {k: v for k, v in recipe.items() if k != "integration_steps"}
+    path = tmp_path / "uci.json"
+    path.write_text(json.dumps({"benchmark": "uci", "recipe": old, "runs": {}}))
+    assert uci.load_results(path, recipe)["recipe"]["integration_steps"] == 20
+    with pytest.raises(uci.UsageError, match=r"integration_steps: 20 there, 50 now"):
+        uci.load_results(path, {**recipe, "integration_steps": 50})
+    with pytest.raises(uci.UsageError, match=r"particles: 64 there, 32 now"):
+        uci.load_results(path, {**recipe, "particles": 32})
+
+
 @pytest.mark.bench_smoke
 def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
     """benchmarks/smc_vs_blackjax.py at tiny sizes, then make_tables.py on its JSON.
