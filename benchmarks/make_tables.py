@@ -68,9 +68,6 @@ def _machine_line(machine: dict[str, Any] | None) -> str:
 
 
 # -- smc_vs_blackjax ------------------------------------------------------------------------------
-CANDIDATE = "ours_candidate_move"
-
-
 def _us(seconds: float) -> str:
     return f"{1e6 * seconds:.3g}"
 
@@ -87,14 +84,11 @@ def _case_name(c: dict[str, Any]) -> str:
 
 
 def smc_overhead_table(cases: Sequence[dict[str, Any]]) -> str:
-    candidate = any(CANDIDATE in c for c in cases)
     headers = [
         "case", "particles", "moves x steps", "stages ours / BlackJAX", "ours us/grad",
         "BlackJAX us/grad", "gradient alone us/grad", "ratio", "ratio (CPU time)", "target",
         "pass",
     ]
-    if candidate:
-        headers += ["ratio with candidate move"]
     rows = []
     for c in cases:
         grad_only = (c.get("gradient_only") or {}).get("seconds_per_gradient_evaluation")
@@ -112,8 +106,6 @@ def smc_overhead_table(cases: Sequence[dict[str, Any]]) -> str:
             f"<= {c['target_ratio']}",
             _yes(c["passed"]),
         ]
-        if candidate:
-            row.append(c.get("candidate_ratio", "-"))
         rows.append(row)
     return markdown_table(headers, rows)
 
@@ -145,9 +137,8 @@ def smc_accuracy_detail(case: dict[str, Any]) -> str:
     by_budget: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     for r in case["rows"]:
         by_budget.setdefault((r["num_particles"], r["num_mcmc_steps"]), {})[r["sampler"]] = r
-    samplers = [s for s in ("ours", "blackjax", CANDIDATE) if any(s in v for v in
-                                                                   by_budget.values())]
-    labels = {"ours": "ours", "blackjax": "BlackJAX", CANDIDATE: "ours, candidate move"}
+    samplers = [s for s in ("ours", "blackjax") if any(s in v for v in by_budget.values())]
+    labels = {"ours": "ours", "blackjax": "BlackJAX"}
 
     def cell(r: dict[str, Any] | None) -> str:
         if r is None:

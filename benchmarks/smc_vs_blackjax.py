@@ -51,8 +51,7 @@ the compiled program, BlackJAX with a stage cap of 1, passed as an argument):
    interleaved, median. With the ``data`` schedule both do exactly the same number of
    gradient evaluations; with ``tempering`` the adaptive paths may have different lengths,
    so the ratio is per gradient. A bare ``vmap(grad(logdensity))`` scan gives the cost of
-   the gradients alone. Target: ``<= 1.0``. With ``--candidate`` ours is also timed with a
-   fast path for plain HMC moves patched into the engine (see :func:`_candidate_move`).
+   the gradients alone. Target: ``<= 1.0``.
 2. ``accuracy``: for a grid of budgets (particles x moves), the mean absolute log-evidence
    error over a few seeds against the median wall time of a run. The time to accuracy is
    the smallest median time of a budget whose mean error is below 0.1 nats. Target: ours
@@ -69,7 +68,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib
 import math
 import statistics
 import sys
@@ -376,108 +374,22 @@ def gradient_baseline(post: Posterior, num_particles: int) -> Callable[[jax.Arra
     return lambda key, steps: compiled(key, jnp.asarray(steps, jnp.int32))
 
 
-# -- a candidate speed-up of our moves (diagnostic; --candidate) --------------------------------
-def _candidate_move(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``langevin_nets.smc.moves.move`` with a fast path for plain HMC moves.
-
-    With ``friction == 0``, a trajectory test and no per-step test (``move="hmc"``, the
-    default) the BAOAB step's O part multiplies a fresh N(0, I) draw by
-    ``sqrt(1 - exp(0)^2) = 0`` and the per-step Metropolis test is computed and discarded.
-    The fast path is plain leapfrog with the same keys, the same operations in the same
-    order and the same shadow work (the O part's kinetic-energy change is exactly 0), so it
-    makes the same decisions; a ``lax.cond`` on the (unbatched) runtime flags keeps one
-    compiled program for every move kind.
-    """
-    moves = importlib.import_module("langevin_nets.smc.moves")
-    baoab = importlib.import_module("langevin_nets.kernels.baoab")
-
-    def leapfrog_move(key, state, logdensity_fn, step_size, mass, num_steps):  # noqa: ANN001
-        k_mom, _, k_accept = jax.random.split(key, 3)
-        start = state._replace(momentum=baoab.sample_momentum(k_mom, state.position, mass, 1.0))
-        h = step_size
-
-        def body(_: Any, carry: tuple) -> tuple:
-            s, work, div = carry
-            q, p, logp, g = s
-            k0 = baoab.kinetic_energy(p, mass)
-            p = p + 0.5 * h * g
-            q = q + 0.5 * h * p / mass
-            q = q + 0.5 * h * p / mass  # two half drifts, as BAOAB's A O A with O = identity
-            logp_new, g_new = jax.value_and_grad(logdensity_fn)(q)
-            p = p + 0.5 * h * g_new
-            new = baoab.BAOABState(q, p, logp_new, g_new)
-            w = (-logp_new + baoab.kinetic_energy(p, mass)) - (-logp + k0)
-            return new, work + w, div | ~moves._finite(new)
-
-        zero = jnp.zeros((), state.logdensity.dtype)
-        end, work, div = jax.lax.fori_loop(0, num_steps, body, (start, zero, jnp.asarray(False)))
-        out, p_accept = moves._metropolis(k_accept, end, start, work, flip=False)
-        return out, moves.MoveInfo(p_accept, div | ~moves._finite(end))
-
-    def move(key, state, logdensity_fn, step_size, friction, mass, num_steps,  # noqa: ANN001
-             per_step_test, metropolis):  # noqa: ANN001
-        fast = ~jnp.asarray(per_step_test) & jnp.asarray(metropolis) & (friction == 0)
-        return jax.lax.cond(
-            fast,
-            lambda: leapfrog_move(key, state, logdensity_fn, step_size, mass, num_steps),
-            lambda: original(key, state, logdensity_fn, step_size, friction, mass, num_steps,
-                             per_step_test, metropolis),
-        )
-
-    return move
-
-
-_CANDIDATE_POSTERIORS: dict[str, Posterior] = {}
-
-
-def candidate_runner(problem_name: str, setting: Setting) -> Callable[..., RunOutput]:
-    """Ours with :func:`_candidate_move` patched into the engine during each call.
-
-    It runs on a fresh ``Posterior`` of the same problem, so its compiled program is its
-    own (the engine caches programs per posterior), never mixed up with the unpatched one.
-    """
-    engine = importlib.import_module("langevin_nets.smc.engine")
-    if not callable(getattr(engine, "move", None)):
-        raise RuntimeError("--candidate: langevin_nets.smc.engine.move is gone; drop the flag")
-    if problem_name not in _CANDIDATE_POSTERIORS:
-        _CANDIDATE_POSTERIORS[problem_name] = PROBLEMS[problem_name]().posterior
-    inner = ours_runner(_CANDIDATE_POSTERIORS[problem_name], setting)
-    patched = _candidate_move(engine.move)
-
-    def run(key: jax.Array, warmup: bool = False) -> RunOutput:
-        original = engine.move
-        engine.move = patched
-        try:
-            return inner(key, warmup)
-        finally:
-            engine.move = original
-
-    return run
-
-
 SAMPLERS: dict[str, Callable[[Posterior, Setting], Callable[..., RunOutput]]] = {
     "ours": ours_runner,
     "blackjax": blackjax_runner,
 }
-CANDIDATE = "ours_candidate_move"
 
 
 _RUNNERS: dict[tuple[str, int, Setting, str], Callable[..., RunOutput]] = {}
 
 
-def build_runners(
-    problem: Problem, setting: Setting, candidate: bool = False
-) -> dict[str, Callable[..., RunOutput]]:
+def build_runners(problem: Problem, setting: Setting) -> dict[str, Callable[..., RunOutput]]:
     """The runners of one setting, cached so that a setting met twice is compiled once."""
-    names = list(SAMPLERS) + ([CANDIDATE] if candidate else [])
     runners = {}
-    for name in names:
+    for name in SAMPLERS:
         key = (problem.name, id(problem.posterior), setting, name)
         if key not in _RUNNERS:
-            if name == CANDIDATE:
-                _RUNNERS[key] = candidate_runner(problem.name, setting)
-            else:
-                _RUNNERS[key] = SAMPLERS[name](problem.posterior, setting)
+            _RUNNERS[key] = SAMPLERS[name](problem.posterior, setting)
         runners[name] = _RUNNERS[key]
     return runners
 
@@ -532,13 +444,12 @@ def overhead_cases(quick: bool) -> list[OverheadCase]:
 
 
 def run_overhead(
-    case: OverheadCase, problem: Problem, repeats: int, seed: int, baseline: bool,
-    candidate: bool,
+    case: OverheadCase, problem: Problem, repeats: int, seed: int, baseline: bool
 ) -> dict[str, Any]:
     post = problem.posterior
     setting = Setting(case.schedule, case.num_particles, case.num_mcmc_steps,
                       batch_size=DATA_BATCH[problem.name])
-    runners = build_runners(problem, setting, candidate)
+    runners = build_runners(problem, setting)
     compile_s = warm_up(runners, seed)
     samples = interleaved_runs(runners, [jax.random.PRNGKey(seed + r) for r in range(repeats)])
 
@@ -600,14 +511,6 @@ def run_overhead(
         "target_ratio": OVERHEAD_TARGET,
         "passed": bool(ratio("ours", "blackjax") <= OVERHEAD_TARGET),
     }
-    if candidate:
-        out[CANDIDATE] = per[CANDIDATE]
-        out["candidate_ratio"] = ratio(CANDIDATE, "blackjax")
-        out["candidate_ratio_cpu"] = ratio(
-            CANDIDATE, "blackjax", "cpu_seconds_per_gradient_evaluation"
-        )
-        out["candidate_speedup"] = ratio("ours", CANDIDATE)
-        out["candidate_same_log_z"] = per["ours"]["log_z"] == per[CANDIDATE]["log_z"]
     if base_rows:
         evals = base_steps * setting.num_particles
         spg = statistics.median(t["wall_s"] for t in base_rows) / evals
@@ -846,8 +749,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="override the moves per stage of the overhead cases")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the gradient-only loop of the overhead cases")
-    p.add_argument("--candidate", action="store_true",
-                   help="also time ours with a candidate fast path for HMC moves (diagnostic)")
     p.add_argument("--data-batch", type=int, default=None,
                    help="points per stage of the data schedule, every problem (default "
                    + ", ".join(f"{k} {v}" for k, v in DATA_BATCH.items()) + ")")
@@ -914,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                             args.particles or case.num_particles, args.moves or case.num_mcmc_steps)
         print(f"overhead {name} ...", file=sys.stderr, flush=True)
         overhead.append(run_overhead(case, problem(case.problem), args.repeats, args.seed,
-                                     not args.no_baseline, args.candidate))
+                                     not args.no_baseline))
 
     acc_cases = {c.name: c for c in accuracy_cases(False)}
     acc_cases.update({c.name: c for c in accuracy_cases(args.quick)})
@@ -972,7 +873,6 @@ def main(argv: list[str] | None = None) -> int:
                 "(compile time reported separately); repetitions interleaved between "
                 "samplers; medians. cpu_s: process CPU time, all threads"
             ),
-            "candidate": args.candidate,
             "overhead_target": OVERHEAD_TARGET,
             "accuracy_target": ACCURACY_TARGET,
             "error_tolerance": ERROR_TOL,
