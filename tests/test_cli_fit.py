@@ -364,6 +364,8 @@ def test_uci_protocol_plumbing(tmp_path: Path, monkeypatch, capsys) -> None:
     np.testing.assert_array_equal(yt, [100.0, 125.0, 221.0])
     assert X.shape == (9, 2) and y.shape == (9,)
     assert kw["hidden"] == (7,) and kw["activation"] == "relu" and kw["particles"] == 9
+    # The benchmark recipe's long trajectories are uci's defaults; options given win.
+    assert kw["steps"] == 5 and kw["integration_steps"] == 100
     res = json.loads((out / "results.json").read_text())
     assert [r["split"] for r in res["splits"]] == [0, 1]
     agg = res["aggregate"]
@@ -380,6 +382,7 @@ def test_uci_protocol_plumbing(tmp_path: Path, monkeypatch, capsys) -> None:
                str(tmp_path / "one"), "--quiet"])  # fmt: skip
     assert rc == 0 and len(calls) == 1
     np.testing.assert_array_equal(calls[0][2][:, 0], [1.0, 2.0, 3.0])
+    assert calls[0][4]["particles"] == 32
     assert capsys.readouterr().out == ""
 
 

@@ -26,6 +26,7 @@ from langevin_nets.io.config import (
     OPTIONS,
     PARALLEL_KEYS,
     PROCESS_KEYS,
+    UCI_DEFAULTS,
     UCI_KEYS,
     InputError,
     InputTypeError,
@@ -38,7 +39,7 @@ PROG = "langevin-nets"
 UCI_ENV = "LANGEVIN_NETS_UCI_DIR"
 # The UCI protocol's network: one hidden layer of n_hidden.txt units with this activation
 # (the published PBP / MC-dropout / deep-ensemble runs used ReLU).
-UCI_ACTIVATION = "relu"
+UCI_ACTIVATION = UCI_DEFAULTS["activation"]
 
 
 class UsageError(Exception):
@@ -93,8 +94,8 @@ def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str], command: 
             help_text += f"; one of {', '.join(opt.choices)}"
         if command == "uci" and opt.name == "hidden":
             help_text += " (default: one layer of n_hidden.txt units)"
-        elif command == "uci" and opt.name == "activation":
-            help_text += f" (default: {UCI_ACTIVATION})"
+        elif command == "uci" and opt.name in UCI_DEFAULTS:
+            help_text += f" (default: {UCI_DEFAULTS[opt.name]})"
         elif command == "uci" and opt.name == "out":
             help_text = "output directory (default: runs/uci-NAME/<timestamp>)"
         elif "(default" not in help_text and opt.group != "data" and opt.kind != "bool" or (
@@ -599,8 +600,9 @@ def cmd_uci(args: argparse.Namespace) -> int:
     cfg["splits"] = list(splits)
     if "hidden" not in options:
         cfg["hidden"] = (info["n_hidden"],)
-    if "activation" not in options:
-        cfg["activation"] = UCI_ACTIVATION
+    for name, value in UCI_DEFAULTS.items():
+        if name not in options:
+            cfg[name] = value
     out = OutputDir(cfg["out"] or default_out_dir(Path("runs") / f"uci-{args.name}"),
                     overwrite=cfg["overwrite"])  # fmt: skip
     out.check()
