@@ -4,8 +4,9 @@ Rewrites only the part of ``README.md`` between ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` (the markers and a ``## Benchmarks`` heading are appended at the end
 of the README when they are missing). Each results file becomes one subsection that states
 the command that produced it and the machine it ran on. Known benchmarks
-(``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``, ``peers``,
-``smc_overhead``) get their own tables; any other results file is listed with its command.
+(``uci``, ``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``,
+``peers``, ``smc_overhead``, ``scaling``) get their own tables; any other results file is
+listed with its command.
 
 Usage::
 
@@ -531,8 +532,26 @@ def render_scaling(report: dict[str, Any]) -> str:
         ) + "."]  # fmt: skip
     return "\n".join(parts)
 
+# -- uci ------------------------------------------------------------------------------------------
+def render_uci(report: dict[str, Any]) -> str:
+    """The summary tables of ``benchmarks/uci.py`` (its own functions, so the README and
+    the results' markdown file say the same); the per-split rows stay in that file."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import uci
+
+    names = list(report.get("aggregate", {}))
+    keys = report.get("candidates") or []
+    parts = [*uci.describe(report, keys), "", *uci.summary_tables(report, names, keys, level=4)]
+    words = _command(report).split()
+    if "--md" in words[:-1]:
+        parts += ["", f"Per-split rows and every command run: `{words[words.index('--md') + 1]}`."]
+    return "\n".join(parts)
+
+
 # -- the README section ---------------------------------------------------------------------------
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+    "uci": ("UCI regression against the published numbers", render_uci),
     "smc_vs_blackjax": ("SMC against BlackJAX", render_smc_vs_blackjax),
     "smc_network_reference": ("Reference log evidence of the README network",
                               render_smc_network_reference),
@@ -541,7 +560,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "smc_overhead": ("SMC sampler overhead", render_smc_overhead),
     "scaling": ("Scaling: devices, particles, data size", render_scaling),
 }
-ORDER = ("smc_vs_blackjax", "smc_network_reference", "langevin_overhead", "peers",
+ORDER = ("uci", "smc_vs_blackjax", "smc_network_reference", "langevin_overhead", "peers",
          "smc_overhead", "scaling")
 
 

@@ -482,38 +482,14 @@ def _splits_text(splits: Sequence[int]) -> str:
     return ",".join(str(k) for k in s)
 
 
-def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[str]) -> str:
+def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[str],
+                   level: int = 2) -> list[str]:  # fmt: skip
+    """The test log-likelihood, test RMSE and wall-time tables (markdown lines), with
+    headings of ``level``; also rendered into the README by ``make_tables.py``."""
     agg = data["aggregate"]
-    rec = data["recipe"]
     sel_on = len(cand_keys) > 1
-    lines = [
-        "# UCI regression benchmark",
-        "",
-        f"Ours: `{rec['method']}` (adaptive likelihood tempering, HMC moves), one hidden layer "
-        f"of n_hidden units ({rec['activation']}), `{rec['prior']}` prior, "
-        f"{rec['particles']} particles, {rec['steps']} moves per stage of "
-        f"{rec.get('integration_steps', DEFAULT_INTEGRATION_STEPS)} leapfrog steps, "
-        "seed + split. "
-        f"*Fixed*: prior_scale {rec['fixed_prior_scale']:g}, noise prior Gamma("
-        f"{rec['fixed_noise_shape']:g}, 1) on sigma (standardised units). "
-        + (
-            "*Evidence-selected*: per split, the candidate among "
-            + ", ".join(f"`{k}`" for k in cand_keys)
-            + " with the highest SMC log evidence on the training split."
-            if sel_on
-            else ""
-        ),
-        "",
-        "Test metrics in the target's original units; mean ± standard error over the splits "
-        "run (column *splits*). The published numbers are means over **all 20 splits** "
-        "(shared/data/uci/README.md); the BlackJAX column was measured **elsewhere** (not in "
-        "this run) on this kind of machine: adaptive tempered SMC, HMC moves, 256 particles, "
-        "fan-in prior, on the splits in brackets. A mean over a few splits is a rough estimate "
-        "(compare within the standard errors), and *beats every published?* compares means only.",
-        "",
-        "## Test log-likelihood (higher is better)",
-        "",
-    ]
+    h = "#" * level
+    lines: list[str] = [f"{h} Test log-likelihood (higher is better)", ""]
     head = ["data set", "splits", "ours, fixed"]
     if sel_on:
         head.append("ours, evidence-selected")
@@ -546,7 +522,7 @@ def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[
                                            else "no"))  # fmt: skip
         row.append("; ".join(verdict) or "–")
         lines.append("| " + " | ".join(row) + " |")
-    lines += ["", "## Test RMSE (lower is better)", ""]
+    lines += ["", f"{h} Test RMSE (lower is better)", ""]
     head = ["data set", "splits", "ours, fixed"]
     if sel_on:
         head.append("ours, evidence-selected")
@@ -563,7 +539,7 @@ def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[
         row.append("–" if lin is None else f"{lin[0]:.3g}")
         lines.append("| " + " | ".join(row) + " |")
 
-    lines += ["", "## Wall time per split (seconds, this run)", "",
+    lines += ["", f"{h} Wall time per split (seconds, this run)", "",
               "Compilation included. Since commit b4efe84 the data are an argument of the "
               "compiled SMC program, so only the first split of a data set (or of a candidate) "
               "in a run compiles it and later splits reuse it (about 0.3 s instead of 10-50 s); "
@@ -581,6 +557,42 @@ def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[
             row.append(_pm(a.get("evidence_selected", {}).get("wall_seconds"), ".0f"))
         lines.append("| " + " | ".join(row) + " |")
 
+    return lines
+
+
+def describe(data: dict[str, Any], cand_keys: Sequence[str]) -> list[str]:
+    """The recipe and how to read the tables (markdown lines)."""
+    rec = data["recipe"]
+    sel_on = len(cand_keys) > 1
+    return [
+        f"Ours: `{rec['method']}` (adaptive likelihood tempering, HMC moves), one hidden layer "
+        f"of n_hidden units ({rec['activation']}), `{rec['prior']}` prior, "
+        f"{rec['particles']} particles, {rec['steps']} moves per stage of "
+        f"{rec.get('integration_steps', DEFAULT_INTEGRATION_STEPS)} leapfrog steps, "
+        "seed + split. "
+        f"*Fixed*: prior_scale {rec['fixed_prior_scale']:g}, noise prior Gamma("
+        f"{rec['fixed_noise_shape']:g}, 1) on sigma (standardised units). "
+        + (
+            "*Evidence-selected*: per split, the candidate among "
+            + ", ".join(f"`{k}`" for k in cand_keys)
+            + " with the highest SMC log evidence on the training split."
+            if sel_on
+            else ""
+        ),
+        "",
+        "Test metrics in the target's original units; mean ± standard error over the splits "
+        "run (column *splits*). The published numbers are means over **all 20 splits** "
+        "(shared/data/uci/README.md); the BlackJAX column was measured **elsewhere** (not in "
+        "this run) on this kind of machine: adaptive tempered SMC, HMC moves, 256 particles, "
+        "fan-in prior, on the splits in brackets. A mean over a few splits is a rough estimate "
+        "(compare within the standard errors), and *beats every published?* compares means only.",
+    ]
+
+
+def markdown(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[str]) -> str:
+    sel_on = len(cand_keys) > 1
+    lines = ["# UCI regression benchmark", "", *describe(data, cand_keys), ""]
+    lines += summary_tables(data, datasets, cand_keys, level=2)
     lines += ["", "## Per split", "",
               "| data set | split | candidate | log evidence | test RMSE | test LL | "
               "cov. 90% | stages | seconds | chosen by evidence |",
@@ -679,12 +691,16 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     }  # fmt: skip
     data = load_results(out, recipe)
     command = "nice .venv/bin/python benchmarks/uci.py " + shlex.join(argv)
-    data["machine"] = machine_info()
-    data["invocations"].append({
+    machine = machine_info()
+    invocation = {
         "command": command.strip(),
         "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git": data["machine"]["git"],
-    })  # fmt: skip
+        "git": machine["git"],
+    }  # fmt: skip
+    # A run that fits nothing (all done already) leaves the record of machines and commands as
+    # it was; the first fit of this run adds them.
+    if not data["runs"]:
+        data["machine"] = machine
     data["data_dir"] = str(root)
     data["reference"] = {
         "published": {k: {m: {"test_rmse": v[0], "test_log_likelihood": v[1]}
@@ -733,6 +749,9 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                     continue
                 r["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
                 rec["candidates"][key] = r
+                if invocation not in data["invocations"]:
+                    data["machine"] = machine
+                    data["invocations"].append(invocation)
                 save()
                 if not args.quiet:
                     print(f"{name} split {k} {key}: test RMSE {r['test_rmse']:.4f}, test LL "
