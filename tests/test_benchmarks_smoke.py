@@ -412,3 +412,41 @@ def test_scaling_quick_run_writes_report_plot_and_readme_table(tmp_path):
     text = readme.read_text()
     assert "### Scaling: devices, particles, data size" in text
     assert "share the same" in text and "| 2 devices, chunked | 2 | 64 | 128 | 16 |" in text
+
+
+@pytest.mark.bench_smoke
+def test_uci_budget_quick_run_writes_report_and_readme_table(tmp_path):
+    """benchmarks/uci_budget.py --quick (yacht split 0, budgets 8x1x5 and 8x1x20), then
+    make_tables.py on its JSON: structure and gradient bookkeeping, never a timing."""
+    from langevin_nets.datasets import find_uci_dir
+
+    try:
+        data_dir = find_uci_dir()
+    except ValueError:
+        pytest.skip("UCI data folder not found")
+    results = tmp_path / "results"
+    out = results / "uci_budget.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uci_budget.py"), "--quick",
+           "--data-dir", str(data_dir), "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "uci_budget" and MACHINE_FIELDS <= set(report["machine"])
+    assert [(r["particles"], r["moves"], r["integration_steps"]) for r in report["rows"]] == [
+        (8, 1, 5), (8, 1, 20)]  # fmt: skip
+    for r in report["rows"]:
+        assert r["dataset"] == "yacht" and r["split"] == 0 and r["n_train"] == 277
+        for key in ("log_evidence", "test_log_likelihood", "test_rmse", "wall_seconds"):
+            assert math.isfinite(r[key]), key
+        # Per stage and particle: one gradient at the new target, then M x L.
+        per_stage = 1 + r["moves"] * r["integration_steps"]
+        assert r["gradient_evaluations"] == r["num_stages"] * 8 * per_stage
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
+              "--results", str(results), "--readme", str(readme)]  # fmt: skip
+    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = readme.read_text()
+    assert "### UCI: the sampler budget" in text and "| 8 x 1 x 20 |" in text
