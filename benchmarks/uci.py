@@ -120,7 +120,7 @@ DEFAULT_NOISE_SHAPES = (1.0,)
 # The recipe is `langevin-nets uci`'s defaults: few particles, long trajectories. On split 0
 # the training log evidence rose far more with the leapfrog steps per move than with the
 # particles or moves (yacht: -479 at 64 x 5 x 20, -414 at 256 x 10 x 20, -343 at 32 x 5 x
-# 100). About 20-70 s a split on 2 CPU cores (yacht .. wine), compilation included.
+# 100; benchmarks/uci_budget.py). About 15-60 s a split on 2 CPU cores (yacht .. wine).
 DEFAULT_PARTICLES = UCI_DEFAULTS["particles"]
 DEFAULT_STEPS = UCI_DEFAULTS["steps"]
 DEFAULT_INTEGRATION_STEPS = UCI_DEFAULTS["integration_steps"]

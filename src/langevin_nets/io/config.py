@@ -197,7 +197,8 @@ FIT_KEYS = tuple(o.name for o in OPTIONS if o.group != "uci")
 # The `uci` command's defaults where they differ from `fit`'s: the recipe of
 # benchmarks/uci.py. ReLU as in the published runs; long HMC trajectories, because on the
 # UCI sets the training log evidence rose most with the trajectory length (yacht split 0:
-# -479 with 64 particles x 5 moves x 20 steps, -343 with 32 x 5 x 100 in the same time).
+# -479 with 64 particles x 5 moves x 20 steps, -414 with 256 x 10 x 20, -343 with 32 x 5 x
+# 100 at a third of that one's time; benchmarks/uci_budget.py).
 UCI_DEFAULTS: dict[str, Any] = {"activation": "relu", "particles": 32, "steps": 5,
                                 "integration_steps": 100}
 UCI_KEYS = tuple(o.name for o in OPTIONS if o.group != "data" and o.name not in FIT_ONLY)
