@@ -47,6 +47,17 @@ CASE_FIELDS = {
 }
 
 
+def _readme_tables(results: Path, tmp_path: Path) -> str:
+    """make_tables.py on the JSONs in ``results``, into a fresh README: the README's text."""
+    readme = tmp_path / "README.md"
+    readme.write_text("# title\n")
+    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
+              "--results", str(results), "--readme", str(readme)]  # fmt: skip
+    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return readme.read_text()
+
+
 def test_quick_run_writes_the_report(tmp_path):
     out = tmp_path / "results" / "overhead.json"
     # --quick, narrowed to one small case so the test stays short.
@@ -304,13 +315,7 @@ def test_peers_quick_run_writes_report_and_tables(tmp_path):
     if comp["speedup"] is not None:
         assert comp["passed"] == (comp["speedup"] >= 2.0)
 
-    readme = tmp_path / "README.md"
-    readme.write_text("# title\n")
-    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
-              "--results", str(results), "--readme", str(readme)]  # fmt: skip
-    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = readme.read_text()
+    text = _readme_tables(results, tmp_path)
     assert "### Speed against the peers" in text and "| ours: smc | N=8, M=2 |" in text
 
 
@@ -403,13 +408,7 @@ def test_scaling_quick_run_writes_report_plot_and_readme_table(tmp_path):
     memory = two["gradient_program_memory"]
     assert 0 < memory["chunked_temp_bytes"] < memory["unchunked_temp_bytes"]
 
-    readme = tmp_path / "README.md"
-    readme.write_text("# title\n")
-    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
-              "--results", str(results), "--readme", str(readme)]  # fmt: skip
-    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = readme.read_text()
+    text = _readme_tables(results, tmp_path)
     assert "### Scaling: devices, particles, data size" in text
     assert "share the same" in text and "| 2 devices, chunked | 2 | 64 | 128 | 16 |" in text
 
@@ -442,11 +441,5 @@ def test_uci_budget_quick_run_writes_report_and_readme_table(tmp_path):
         per_stage = 1 + r["moves"] * r["integration_steps"]
         assert r["gradient_evaluations"] == r["num_stages"] * 8 * per_stage
 
-    readme = tmp_path / "README.md"
-    readme.write_text("# title\n")
-    tables = [sys.executable, str(ROOT / "benchmarks" / "make_tables.py"),
-              "--results", str(results), "--readme", str(readme)]  # fmt: skip
-    proc = subprocess.run(tables, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    text = readme.read_text()
+    text = _readme_tables(results, tmp_path)
     assert "### UCI: the sampler budget" in text and "| 8 x 1 x 20 |" in text
