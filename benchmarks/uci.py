@@ -568,7 +568,7 @@ def describe(data: dict[str, Any], cand_keys: Sequence[str]) -> list[str]:
         f"Ours: `{rec['method']}` (adaptive likelihood tempering, HMC moves), one hidden layer "
         f"of n_hidden units ({rec['activation']}), `{rec['prior']}` prior, "
         f"{rec['particles']} particles, {rec['steps']} moves per stage of "
-        f"{rec.get('integration_steps', DEFAULT_INTEGRATION_STEPS)} leapfrog steps, "
+        f"{rec.get('integration_steps', RECIPE_DEFAULTS['integration_steps'])} leapfrog steps, "
         "seed + split. "
         f"*Fixed*: prior_scale {rec['fixed_prior_scale']:g}, noise prior Gamma("
         f"{rec['fixed_noise_shape']:g}, 1) on sigma (standardised units). "

@@ -115,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             "method": uci.METHOD, "activation": uci.ACTIVATION, "prior": uci.PRIOR,
             "noise_shape": 1.0, "seed_rule": "seed + split",
             "budget": "particles x HMC moves per stage x leapfrog steps per move",
-            "wall_seconds": "one fit, compilation included (the first fit of a data set "
-                            "compiles more than later ones)",
+            "wall_seconds": "one fit, compilation included (compile_seconds); a fit "
+                            "compiles only when its particle count is new to the run",
         },  # fmt: skip
         "rows": rows,
     }

@@ -194,8 +194,8 @@ DEFAULTS: dict[str, Any] = {o.name: o.default for o in OPTIONS}
 # Options of `fit` only (the uci command runs many fits into one output directory).
 FIT_ONLY = ("checkpoint_every", "resume")
 FIT_KEYS = tuple(o.name for o in OPTIONS if o.group != "uci")
-# The `uci` command's defaults where they differ from `fit`'s: the recipe of
-# benchmarks/uci.py. ReLU as in the published runs; long HMC trajectories, because on the
+# The `uci` command's own defaults for these options (the rest are `fit`'s): the recipe
+# of benchmarks/uci.py. ReLU as in the published runs; long HMC trajectories, because on the
 # UCI sets the training log evidence rose most with the trajectory length (yacht split 0:
 # -479 with 64 particles x 5 moves x 20 steps, -414 with 256 x 10 x 20, -343 with 32 x 5 x
 # 100 at a third of that one's time; benchmarks/uci_budget.py).
