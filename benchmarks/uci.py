@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="markdown table (default: --out with the suffix .md)",
     )
     p.add_argument("--quiet", action="store_true", help="no per-fit lines on stdout")
+    p.add_argument("--progress", action="store_true",
+                   help="a progress bar per fit on stderr (a split of kin8nm, naval or power "
+                        "takes 10-30 minutes on 2 cores)")  # fmt: skip
     return p  # fmt: skip
 
 
@@ -346,9 +349,13 @@ def load_results(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
 def run_fit(
     X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, n_hidden: int,
     prior_scale: float, noise_shape: float, particles: int, steps: int, seed: int,
-    integration_steps: int = DEFAULT_INTEGRATION_STEPS,
+    integration_steps: int = DEFAULT_INTEGRATION_STEPS, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Fit one split with one candidate; metrics in the target's original units."""
+    """Fit one split with one candidate; metrics in the target's original units.
+
+    ``progress`` shows the fit's per-stage bar on stderr (a large data set's split runs for
+    many minutes); it costs one host callback a stage.
+    """
     from langevin_nets.fit import fit
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
@@ -359,6 +366,7 @@ def run_fit(
             X, y, Xt, yt, method=METHOD, hidden=(n_hidden,), activation=ACTIVATION,
             prior=PRIOR, prior_scale=prior_scale, noise_shape=noise_shape,
             particles=particles, steps=steps, integration_steps=integration_steps, seed=seed,
+            progress=progress,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {
@@ -741,7 +749,8 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
                 key = candidate_key(ps, ns)
                 try:
                     r = run_fit(X, y.ravel(), Xt, yt.ravel(), n_hidden, ps, ns, particles,
-                                steps, seed + k, integration_steps)  # fmt: skip
+                                steps, seed + k, integration_steps,
+                                progress=args.progress and not args.quiet)  # fmt: skip
                 except Exception as e:  # a failed fit must not lose the run so far
                     failures += 1
                     print(f"{name} split {k} {key}: FAILED: {type(e).__name__}: {e}",

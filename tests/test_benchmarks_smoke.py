@@ -110,9 +110,12 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     out, md = tmp_path / "uci.json", tmp_path / "uci.md"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "uci.py"), "--quick", "--datasets", "yacht",
            "--splits", "0", "--particles", "8", "--steps", "1", "--out", str(out),
-           "--md", str(md), "--data-dir", str(data_dir), "--quiet"]  # fmt: skip
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+           "--md", str(md), "--data-dir", str(data_dir)]  # fmt: skip
+    proc = subprocess.run(cmd + ["--progress"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "smc" in proc.stderr  # the fit's progress bar
+    assert "yacht split 0" in proc.stdout  # the per-fit line
 
     report = json.loads(out.read_text())
     assert report["benchmark"] == "uci"
@@ -137,7 +140,7 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert "| yacht | 0 |" in table and "PBP (2015)" in table and "BlackJAX" in table
 
     # Rerun: the split is in the JSON already, so nothing is fitted again.
-    proc = subprocess.run(cmd[:-1], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "done already" in proc.stdout
     again = json.loads(out.read_text())
