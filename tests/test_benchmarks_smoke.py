@@ -114,7 +114,7 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     proc = subprocess.run(cmd + ["--progress"], cwd=ROOT, capture_output=True, text=True,
                           timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "smc" in proc.stderr  # the fit's progress bar
+    assert "smc:" in proc.stderr and "stage" in proc.stderr  # the fit's progress bar
     assert "yacht split 0" in proc.stdout  # the per-fit line
 
     report = json.loads(out.read_text())
