@@ -317,19 +317,20 @@ def render_peers(report: dict[str, Any]) -> str:
     tol = cfg.get("ll_tolerance", 0.05)
     for prob in report.get("problems", []):
         ref = prob["reference"]["test_log_likelihood"]
+        nuts_rows = [[PEER_LABELS.get(r["sampler"], r["sampler"]),
+                      f"{r['num_warmup']} + {r['num_samples']}", r["wall_s"],
+                      r["wall_s_with_compile"], r["gradient_evaluations"],
+                      f"{r['test_log_likelihood']:.3f}", f"{r['test_rmse']:.3f}"]
+                     for r in prob["nuts"]]
         rows = []
-        for r in prob["nuts"]:
-            rows.append([PEER_LABELS.get(r["sampler"], r["sampler"]),
-                         f"{r['num_warmup']} + {r['num_samples']}", r["wall_s"],
-                         r["wall_s_with_compile"], r["gradient_evaluations"],
-                         f"{r['test_log_likelihood']:.3f}", f"{r['test_rmse']:.3f}", "-"])
         for r in prob["rows"]:
             lz = r.get("log_evidence_mean")
+            reached = r["test_log_likelihood_mean"] >= ref - tol
             rows.append([PEER_LABELS.get(r["sampler"], r["sampler"]), _peer_budget(r),
                          r["wall_s_median"], r["wall_s_with_compile"],
                          int(r["gradient_evaluations_median"]),
                          f"{r['test_log_likelihood_mean']:.3f}", f"{r['test_rmse_mean']:.3f}",
-                         "-" if lz is None else f"{lz:.1f}"])
+                         "-" if lz is None else f"{lz:.1f}", "yes" if reached else "no"])
         parts += [
             "",
             f"**{prob['problem']}** ({prob['description']}). NUTS reference "
@@ -338,8 +339,8 @@ def render_peers(report: dict[str, Any]) -> str:
             f"LL **{ref:.3f}**; a budget reaches it when its mean test LL is at least "
             f"{ref - tol:.3f}.",
             "",
-            markdown_table(["sampler", "budget", "wall s", "wall s with compile",
-                            "gradient evals", "test LL", "test RMSE", "log evidence"], rows),
+            markdown_table(["sampler", "warm-up + samples", "wall s", "wall s with compile",
+                            "gradient evals", "test LL", "test RMSE"], nuts_rows),
         ]
         tta = prob.get("time_to_accuracy", {})
         trow = []
@@ -349,7 +350,8 @@ def render_peers(report: dict[str, Any]) -> str:
             # Reached by the cheapest budget tried: the time to accuracy is an upper bound.
             note = "cheapest budget tried" if t and t["wall_s"] == cheapest else ""
             trow.append([PEER_LABELS.get(s, s), _fmt_peer_tta(t), note])
-        parts += ["", f"Time to a test LL within {tol} of the NUTS reference:", "",
+        parts += ["", f"Time to a test LL within {tol} of the NUTS reference (the cheapest "
+                  "budget of the grid that reaches it):", "",
                   markdown_table(["sampler", "time (budget; test LL)", "note"], trow)]
         comps = prob.get("comparisons", {})
         if comps:
@@ -359,6 +361,16 @@ def render_peers(report: dict[str, Any]) -> str:
                      f">= {target}x", _yes(c["passed"])] for k, c in comps.items()]
             parts += ["", markdown_table(["comparison", "speedup of ours (their time / ours)",
                                           "target", "pass"], crow)]
+        parts += [
+            "",
+            f"<details><summary>{prob['problem']}: every budget ({len(rows)} rows)</summary>",
+            "",
+            markdown_table(["sampler", "budget", "wall s", "wall s with compile",
+                            "gradient evals", "test LL", "test RMSE", "log evidence",
+                            "reaches"], rows),
+            "",
+            "</details>",
+        ]
     return "\n".join(parts)
 
 
