@@ -122,6 +122,21 @@ def main() -> None:
     chunked = smc(post, key, num_particles=256, devices=4, particle_chunk=16, data_chunk=5, **KW)
     out["chunked"] = summary(chunked)
     out["seconds_four"] = t4
+
+    # -- waste-free SMC: 32 chains of 8 states, on 1 and 4 devices, chunked on 4 ---------------
+    wf = dict(schedule="geometric", num_stages=8, num_integration_steps=5, waste_free=8)
+    out["waste_free"] = {
+        "one": summary(smc(post, key, num_particles=256, devices=1, **wf)),
+        "four": summary(smc(post, key, num_particles=256, devices=4, **wf)),
+        "four_chunked": summary(
+            smc(post, key, num_particles=256, devices=4, particle_chunk=4, **wf)
+        ),
+    }
+    try:  # 2 chains cannot split over 4 devices
+        smc(post, key, num_particles=256, devices=4, **(wf | dict(waste_free=128)))
+        out["waste_free"]["error"] = None
+    except ValueError as err:
+        out["waste_free"]["error"] = str(err)
     print(json.dumps(out))
 
 

@@ -50,6 +50,8 @@ KW = dict(num_particles=64, max_stages=40, num_mcmc_steps=2, num_integration_ste
 SCHEDULES = {
     "data": dict(schedule="data", ess_threshold=0.8),
     "adaptive": dict(schedule="adaptive", target_ess=0.9, resampling="stratified"),
+    # Waste-free: 16 chains of 4 states (3 moves each) replace KW's moves.
+    "waste-free": dict(schedule="adaptive", target_ess=0.9, waste_free=4, num_mcmc_steps=None),
 }
 
 
@@ -193,7 +195,7 @@ def test_settings_hash_names_the_difference(tmp_path):
 @pytest.fixture(scope="module")
 def reference():
     """Uninterrupted runs without checkpoints, one per schedule."""
-    return {s: smc(GAUSS, jax.random.PRNGKey(11), **KW, **kw) for s, kw in SCHEDULES.items()}
+    return {s: smc(GAUSS, jax.random.PRNGKey(11), **(KW | kw)) for s, kw in SCHEDULES.items()}
 
 
 @pytest.mark.parametrize("schedule", list(SCHEDULES))

@@ -14,6 +14,11 @@ A stage does, in this order:
 3. resample when the ESS is below ``ess_threshold * N``;
 4. move every particle with BAOAB moves that leave ``pi_t`` invariant.
 
+Waste-free SMC (Dau & Chopin 2022, ``waste_free=P``) changes steps 3 and 4: every stage
+resamples only ``N / P`` particles, runs each through ``P - 1`` moves, and keeps all ``P``
+states of every chain as the ``N`` particles of the next stage, equally weighted. A stage
+then costs about ``N / P * (P - 1)`` moves instead of ``N * num_mcmc_steps``.
+
 The order matters: weighting the newest data with particles already moved toward
 ``pi_t`` counts those data twice and biases the evidence upward.
 """
@@ -136,7 +141,8 @@ class _Config(NamedTuple):
     program holding both would reserve memory for the matrix even when it never runs.
     ``mesh`` and ``particle_chunk`` say how the program is laid out (devices, memory), not
     what it computes: they are left out of checkpoints, as is ``tempering`` (the schedule
-    kind is recorded).
+    kind is recorded). ``num_chains`` is recorded only when it is set (waste-free), so that
+    standard runs resume checkpoints written before it existed.
     """
 
     num_particles: int
@@ -145,6 +151,7 @@ class _Config(NamedTuple):
     tempering: bool = True
     mesh: Any = None  # jax.sharding.Mesh over the particles, or None for one device
     particle_chunk: int | None = None
+    num_chains: int = 0  # waste-free SMC: chains resampled per stage (0: standard SMC)
 
 
 # Schedule kinds, as indices of a lax.switch.
@@ -320,6 +327,9 @@ def _advance(
     target = _traced_target(static_target, data)
     mesh, chunk = config.mesh, config.particle_chunk
     N, n, S = config.num_particles, config.num_data, config.max_stages
+    waste_free = config.num_chains > 0
+    # Particles that start the moves: all N, or the N / P chains of waste-free SMC.
+    n_start = config.num_chains if waste_free else N
     dtype = jnp.result_type(float)
     order = carry.order
     rank = jnp.zeros((n,), jnp.int32).at[order].set(jnp.arange(n, dtype=jnp.int32))
@@ -400,26 +410,36 @@ def _advance(
         log_weights, log_increment = _normalise(c.log_weights + incr)
         failed = jnp.where(jnp.isfinite(log_increment), 0, 1).astype(jnp.int32)
 
-        # -- 3. resample when the ESS is low --------------------------------------------
+        # -- 3. resample when the ESS is low (waste-free: N / P chain starts, always) -------
         stage_ess = ess(log_weights)
-        do_resample = stage_ess < params.ess_threshold * N
         w = jnp.where(failed == 0, jnp.exp(log_weights), jnp.full((N,), 1.0 / N, dtype))
-        resamplers = [functools.partial(RESAMPLERS[name], num_samples=N) for name in _RESAMPLING]
-        ancestors = jax.lax.cond(
-            do_resample,
-            lambda: jax.lax.switch(params.resampling, resamplers, k_resample, w),
-            lambda: jnp.arange(N, dtype=jnp.int32),
-        )
+        resamplers = [
+            functools.partial(RESAMPLERS[name], num_samples=n_start) for name in _RESAMPLING
+        ]
+        if waste_free:
+            do_resample = jnp.asarray(True)
+            # The mass from the weighted particles: all N, before only N / P are kept.
+            mass = stage_mass(c.particles, log_weights)
+            ancestors = jax.lax.switch(params.resampling, resamplers, k_resample, w)
+            log_weights = jnp.full((n_start,), -math.log(n_start), dtype)
+        else:
+            do_resample = stage_ess < params.ess_threshold * N
+            ancestors = jax.lax.cond(
+                do_resample,
+                lambda: jax.lax.switch(params.resampling, resamplers, k_resample, w),
+                lambda: jnp.arange(N, dtype=jnp.int32),
+            )
+            log_weights = jnp.where(do_resample, jnp.full((N,), -math.log(N), dtype), log_weights)
         # The gather crosses devices (XLA's collectives); the copies land split again.
         particles = sharding.constrain(c.particles[ancestors], mesh)
-        log_weights = jnp.where(do_resample, jnp.full((N,), -math.log(N), dtype), log_weights)
         log_weights = sharding.constrain(log_weights, mesh)
 
         # -- 4. move with BAOAB moves that leave pi_t invariant ---------------------------------
         def logdensity(theta: Array) -> Array:
             return target.logprior(theta) + jnp.dot(w_new, target.loglikelihood_per_datum(theta))
 
-        mass = stage_mass(particles, log_weights)
+        if not waste_free:
+            mass = stage_mass(particles, log_weights)
         states = per_particle(lambda x: baoab.init(x, logdensity), particles)
         states = sharding.constrain(states, mesh)
         alive = jnp.isfinite(log_weights) & _finite_state(states)
@@ -439,13 +459,15 @@ def _advance(
 
             return per_particle(one, (keys, states))
         n_alive = jnp.maximum(jnp.sum(alive), 1).astype(dtype)
+        P = N // n_start  # states kept per chain (1 state and no buffer: standard SMC)
 
         def move_body(m: Array, mc: tuple) -> tuple:
-            states, log_h, acc_total, div_any, steps_total, _, _ = mc
+            states, log_h, acc_total, div_any, steps_total, _, _, kept = mc
             # Without adaptation use the given step exactly (exp(log h) may round).
             h = jnp.where(params.adapt_step_size, jnp.exp(log_h), params.step_size)
             L = num_steps(h)
-            keys = sharding.constrain(jax.random.split(jax.random.fold_in(k_move, m), N), mesh)
+            keys = jax.random.split(jax.random.fold_in(k_move, m), n_start)
+            keys = sharding.constrain(keys, mesh)
             states, info = one_move(keys, sharding.constrain(states, mesh), h, L)
             states = sharding.constrain(states, mesh)
             acc = jnp.sum(jnp.where(alive, info.acceptance_rate, 0.0)) / n_alive
@@ -453,24 +475,42 @@ def _advance(
             frac_div = jnp.sum(div) / n_alive
             adapted = tuning.update_log_step_size(log_h, acc, frac_div, params.target_acceptance)
             log_h = jnp.where(params.adapt_step_size, adapted, log_h)
-            return states, log_h, acc_total + acc, div_any | div, steps_total + L, L, h
+            if waste_free:
+                # Keep the chain's state after move m as its (m + 1)-th particle.
+                ok_m = _finite_state(states) & alive
+                kept = (kept[0].at[m + 1].set(states.position), kept[1].at[m + 1].set(ok_m))
+            return states, log_h, acc_total + acc, div_any | div, steps_total + L, L, h, kept
 
         h0 = jnp.where(params.adapt_step_size, jnp.exp(c.log_step), params.step_size)
+        # Waste-free: every chain's P states, (P, N / P, ...); rows a run with fewer moves
+        # never writes (the cheap warm-up with none) stay copies of the chain's start.
+        kept0 = None
+        if waste_free:
+            kept0 = (
+                jnp.broadcast_to(particles, (P, *particles.shape)),
+                jnp.broadcast_to(alive, (P, n_start)),
+            )
         init_mc = (
-            states, c.log_step, jnp.zeros((), dtype), jnp.zeros((N,), bool),
-            jnp.asarray(0, jnp.int32), num_steps(h0), h0,
+            states, c.log_step, jnp.zeros((), dtype), jnp.zeros((n_start,), bool),
+            jnp.asarray(0, jnp.int32), num_steps(h0), h0, kept0,
         )
-        states, log_step, acc_total, div_any, steps_total, last_L, last_h = jax.lax.fori_loop(
-            0, params.num_mcmc_steps, move_body, init_mc
+        moves_done = (
+            jnp.minimum(params.num_mcmc_steps, P - 1) if waste_free else params.num_mcmc_steps
         )
-        acc_mean = jnp.where(
-            params.num_mcmc_steps > 0, acc_total / jnp.maximum(params.num_mcmc_steps, 1), 1.0
-        )
+        mc = jax.lax.fori_loop(0, moves_done, move_body, init_mc)
+        states, log_step, acc_total, div_any, steps_total, last_L, last_h, kept = mc
+        acc_mean = jnp.where(moves_done > 0, acc_total / jnp.maximum(moves_done, 1), 1.0)
 
         # A particle that ended non-finite (unadjusted moves) is dropped: weight zero, and
         # its last finite position kept so that no NaN reaches the output.
-        ok = _finite_state(states) & alive
-        particles = jnp.where(ok[:, None], states.position, particles)
+        if waste_free:
+            start = jnp.broadcast_to(particles, kept[0].shape)
+            ok = kept[1].reshape(N)
+            particles = jnp.where(kept[1][..., None], kept[0], start).reshape(N, -1)
+            log_weights = jnp.full((N,), -math.log(N), dtype)
+        else:
+            ok = _finite_state(states) & alive
+            particles = jnp.where(ok[:, None], states.position, particles)
         log_weights, total = _normalise(jnp.where(ok, log_weights, -jnp.inf))
         failed = jnp.where((failed == 0) & ~jnp.isfinite(total), 2, failed).astype(jnp.int32)
 
@@ -586,6 +626,8 @@ def _settings(
     (small ones as values, arrays by hash), its shapes, the key and the model."""
     layout = ("mesh", "particle_chunk", "tempering")  # how it runs; kind is recorded
     out: dict[str, Any] = {k: v for k, v in config._asdict().items() if k not in layout}
+    if not config.num_chains:
+        del out["num_chains"]  # standard SMC: as recorded before waste-free existed
     out.update(dim=dim, dtype=str(jnp.result_type(float)))
     for name, value in params._asdict().items():
         if name in ("progress", "bar_key"):  # how the run is shown, not what it computes
@@ -740,10 +782,11 @@ def smc(
     data_order: Any = None,
     target_ess: float = 0.5,
     conditional_ess: bool = False,
-    ess_threshold: float = 0.5,
+    ess_threshold: float | None = None,
     resampling: str = "systematic",
     move: str = "hmc",
-    num_mcmc_steps: int = DEFAULT_NUM_MCMC_STEPS,
+    num_mcmc_steps: int | None = None,
+    waste_free: int | None = None,
     num_integration_steps: int = DEFAULT_NUM_INTEGRATION_STEPS,
     trajectory_length: float | None = None,
     metropolis: bool = True,
@@ -792,14 +835,23 @@ def smc(
         Adaptive schedules' ESS target.
     conditional_ess : bool
         Adaptive schedules use the conditional ESS.
-    ess_threshold : float in [0, 1]
-        Resample when ``ESS < ess_threshold * N`` (1: every stage; 0: never).
+    ess_threshold : float in [0, 1], optional
+        Resample when ``ESS < ess_threshold * N`` (1: every stage; 0: never). Default 0.5;
+        not used with ``waste_free``, which resamples every stage.
     resampling : {"systematic", "stratified", "multinomial", "residual"}
     move : {"hmc", "ghmc"}
         ``hmc``: one Metropolis test per move (a trajectory of ``L`` steps); ``ghmc``: one
         per step with a partial momentum refresh (``friction > 0``) and a flip on rejection.
-    num_mcmc_steps : int
-        Moves per stage (momentum redrawn before each).
+    num_mcmc_steps : int, optional
+        Moves per stage (momentum redrawn before each); default 10. Not used with
+        ``waste_free``, whose chains make ``waste_free - 1`` moves.
+    waste_free : int, optional
+        Waste-free SMC (Dau & Chopin 2022) with chains of ``P = waste_free`` states: every
+        stage resamples ``N / P`` particles, moves each ``P - 1`` times, and keeps all the
+        states visited, equally weighted, as the next ``N`` particles. A stage costs about
+        ``N / P * (P - 1)`` moves, against ``N * num_mcmc_steps`` for standard SMC, and the
+        log evidence stays unbiased. ``N`` must be a multiple of ``P`` (at least 2), and
+        of ``P`` times the device count when the particles are split over devices.
     num_integration_steps : int
         BAOAB steps per move ``L`` (the cap when ``trajectory_length`` is given).
     trajectory_length : float, optional
@@ -971,12 +1023,41 @@ def smc(
         raise ValueError("conditional_ess applies to the adaptive schedules only")
 
     target_ess = _open_fraction(target_ess, "target_ess")
-    thr = float(ess_threshold) if isinstance(ess_threshold, int | float) else ess_threshold
+    thr: Any = 0.5 if ess_threshold is None else ess_threshold
+    thr = float(thr) if isinstance(thr, int | float) else thr
     if not isinstance(thr, float) or not 0.0 <= thr <= 1.0:
         raise ValueError(f"ess_threshold must be a number in [0, 1], got {ess_threshold!r}")
     choice(resampling, "resampling", tuple(RESAMPLERS))
     choice(move, "move", MOVES)
-    M = nonnegative_int(num_mcmc_steps, "num_mcmc_steps")
+    num_chains = 0
+    if waste_free is not None:
+        P = positive_int(waste_free, "waste_free")
+        if P < 2:
+            raise ValueError(f"waste_free (the chain length) must be at least 2, got {P}")
+        if N % P:
+            raise ValueError(
+                f"waste_free={P} needs num_particles divisible by it (N / P chains of P "
+                f"states); got num_particles={N}"
+            )
+        num_chains = N // P
+        if num_chains % layout.num_devices:
+            raise ValueError(
+                f"waste_free={P} with num_particles={N} gives {num_chains} chains, which do "
+                f"not split over {layout.num_devices} devices; make N / P a multiple of "
+                f"{layout.num_devices}"
+            )
+        if num_mcmc_steps is not None:
+            raise ValueError(
+                "num_mcmc_steps does not apply with waste_free: each chain makes "
+                f"waste_free - 1 = {P - 1} moves"
+            )
+        if ess_threshold is not None:
+            raise ValueError("ess_threshold does not apply with waste_free: it resamples "
+                             "every stage")  # fmt: skip
+        num_mcmc_steps = P - 1
+    M = nonnegative_int(
+        DEFAULT_NUM_MCMC_STEPS if num_mcmc_steps is None else num_mcmc_steps, "num_mcmc_steps"
+    )
     L = positive_int(num_integration_steps, "num_integration_steps")
     T = None
     if trajectory_length is not None:
@@ -1048,6 +1129,7 @@ def smc(
         tempering=kind.startswith("tempering"),
         mesh=layout.mesh,
         particle_chunk=p_chunk,
+        num_chains=num_chains,
     )
 
     def flag(value: Any) -> Array:
@@ -1174,7 +1256,9 @@ def smc(
             RuntimeWarning,
             stacklevel=2,
         )
-    grads = int(N * np.sum(h.steps_per_particle.astype(np.int64)))
+    # Gradients per moved particle each stage, times the particles moved (N / P chains
+    # when waste-free).
+    grads = int((num_chains or N) * np.sum(h.steps_per_particle.astype(np.int64)))
     return SMCResult(
         particles=particles,
         log_weights=log_weights,
