@@ -76,6 +76,8 @@ def _us(seconds: float) -> str:
 def _fmt_tta(t: dict[str, Any] | None) -> str:
     if t is None:
         return "not reached"
+    if t.get("waste_free_chain_length"):
+        return f"{t['wall_s']:.3g} s (N={t['num_particles']}, P={t['waste_free_chain_length']})"
     return f"{t['wall_s']:.3g} s (N={t['num_particles']}, M={t['num_mcmc_steps']})"
 
 
@@ -115,21 +117,25 @@ def smc_accuracy_table(cases: Sequence[dict[str, Any]]) -> str:
     rows = []
     for c in cases:
         tta = c["time_to_accuracy"]
+        wf = c.get("waste_free_chains")
         rows.append(
             [
                 _case_name(c),
                 f"{c['reference_log_z']:.3f} ({c['reference_kind']})",
                 _fmt_tta(tta.get("ours")),
+                _fmt_tta(tta.get("ours_waste_free")) if wf else "-",
                 _fmt_tta(tta.get("blackjax")),
                 "-" if c["ratio"] is None else c["ratio"],
+                "-" if c.get("ratio_waste_free") is None else c["ratio_waste_free"],
                 f"<= {c['target_ratio']}",
                 _yes(c["passed"]),
             ]
         )
     tol = cases[0]["error_tolerance"] if cases else 0.1
     return markdown_table(
-        ["case", "reference log Z", f"ours: time to error < {tol}", "BlackJAX", "ratio",
-         "target", "pass"],
+        ["case", "reference log Z", f"ours: time to error < {tol}",
+         "ours, waste-free (32 chains)", "BlackJAX", "ratio", "ratio (waste-free)", "target",
+         "pass"],
         rows,
     )
 
@@ -138,8 +144,10 @@ def smc_accuracy_detail(case: dict[str, Any]) -> str:
     by_budget: dict[tuple[int, int], dict[str, dict[str, Any]]] = {}
     for r in case["rows"]:
         by_budget.setdefault((r["num_particles"], r["num_mcmc_steps"]), {})[r["sampler"]] = r
-    samplers = [s for s in ("ours", "blackjax") if any(s in v for v in by_budget.values())]
-    labels = {"ours": "ours", "blackjax": "BlackJAX"}
+    names = ("ours", "ours_waste_free", "blackjax")
+    samplers = [s for s in names if any(s in v for v in by_budget.values())]
+    labels = {"ours": "ours", "ours_waste_free": "ours, waste-free (M = P - 1)",
+              "blackjax": "BlackJAX"}
 
     def cell(r: dict[str, Any] | None) -> str:
         if r is None:
