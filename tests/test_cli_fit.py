@@ -162,6 +162,21 @@ def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 16
 
 
+def test_smc_waste_free(data: dict[str, Path], tmp_path: Path, capsys) -> None:
+    out = tmp_path / "run"
+    _run(["fit", "--data", str(data["train"]), "--test", str(data["test_no_target"]),
+          "--method", "smc-data", "--batch-size", "10", "--hidden", "8", "--particles", "16",
+          "--waste-free", "4", "--integration-steps", "3", "--out", str(out), "--quiet"],
+         capsys)  # fmt: skip
+    s = _check_outputs(out, "smc-data", 15, ["x", "mean", "std", "lower_90", "upper_90"])
+    assert s["config"]["waste_free"] == 4 and s["num_particles"] == 16
+    # Every stage resamples 16 / 4 = 4 chain starts; per stage and chain one gradient at
+    # the new target, then 3 moves x 3 steps (--steps is not used).
+    assert all(st["resampled"] for st in s["stages"])
+    assert s["gradient_evaluations"] == 4 * len(s["stages"]) * (1 + 3 * 3)
+    assert math.isfinite(s["log_evidence"])
+
+
 def _closed_form(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, noise: float, standardize: bool
                  ) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
     """Bayesian linear regression with the CLI's model: log evidence, predictive mean and

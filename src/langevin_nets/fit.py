@@ -359,6 +359,7 @@ def fit(
     target_ess: float = 0.5,
     ess_threshold: float = 0.5,
     resampling: str = "systematic",
+    waste_free: int | None = None,
     samples: int = 500,
     burnin: int = 1000,
     thin: int = 4,
@@ -409,6 +410,10 @@ def fit(
         engine's default length; ``None``: the engine's default number), resampling
         threshold on the relative ESS, resampling scheme. The defaults (128 particles,
         5 moves) fit a 455-row UCI set in about 80 CPU-seconds.
+    waste_free : int, optional
+        SMC: waste-free SMC with chains of ``waste_free`` states (see
+        :func:`langevin_nets.smc.smc`); ``steps`` and ``ess_threshold`` are then not used,
+        and ``particles`` must be a multiple of it.
     integration_steps : int
         SMC: BAOAB (leapfrog) steps per move, the trajectory length in steps (the step
         size is adapted per stage). Longer trajectories mix the weakly identified weights
@@ -466,8 +471,8 @@ def fit(
         prior_scale=prior_scale, noise_shape=noise_shape if noise_std is None else None,
         noise_std=noise_std, standardize=standardize, particles=particles, stages=stages,
         batch_size=batch_size, steps=steps, integration_steps=integration_steps,
-        target_ess=target_ess, ess_threshold=ess_threshold,
-        resampling=resampling, samples=samples, burnin=burnin, thin=thin, chains=chains,
+        target_ess=target_ess, ess_threshold=ess_threshold, resampling=resampling,
+        waste_free=waste_free, samples=samples, burnin=burnin, thin=thin, chains=chains,
         map_steps=map_steps, on_divergence=on_divergence, max_restarts=max_restarts,
         step_size=step_size, friction=friction, mass=mass,
         metropolis=metropolis, seed=seed, particle_chunk=particle_chunk, data_chunk=data_chunk,
@@ -692,7 +697,11 @@ def _run_smc(
     for name in ("devices", "particle_chunk"):
         if cfg.get(name) is not None:
             kwargs[name] = cfg[name]
-    if cfg["steps"] is not None:
+    if cfg.get("waste_free") is not None:
+        # Its chains make waste_free - 1 moves and it resamples every stage.
+        kwargs["waste_free"] = cfg["waste_free"]
+        del kwargs["ess_threshold"]
+    elif cfg["steps"] is not None:
         kwargs["num_mcmc_steps"] = cfg["steps"]
     kwargs["num_integration_steps"] = cfg["integration_steps"]
     if schedule == "geometric":

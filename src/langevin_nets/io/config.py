@@ -123,6 +123,11 @@ OPTIONS: tuple[Option, ...] = (
            "smc", metavar="F"),
     Option("resampling", "systematic", "choice", "resampling scheme", "smc",
            choices=RESAMPLING),
+    Option("waste_free", None, "int2",
+           "waste-free SMC with chains of P states: each stage resamples particles / P of "
+           "them, moves each P - 1 times and keeps every state visited (--steps and "
+           "--ess-threshold are then not used; --particles must be a multiple of P)", "smc",
+           metavar="P"),
     # -- Langevin ---------------------------------------------------------------------------
     Option("samples", 500, "int+", "langevin: samples kept per chain", "langevin",
            metavar="S"),
@@ -222,6 +227,7 @@ USED_BY: dict[str, tuple[str, ...]] = {
     "target_ess": ("smc-adaptive",),
     "ess_threshold": ("smc-adaptive", "smc-data", "smc-geometric"),
     "resampling": ("smc-adaptive", "smc-data", "smc-geometric"),
+    "waste_free": SMC_METHODS,
     "samples": ("langevin",),
     "burnin": ("langevin",),
     "thin": ("langevin",),
@@ -492,6 +498,12 @@ def validate(
         raise InputError(
             f"give either {label('test')} (a test file) or {label('test_fraction')} "
             "(hold out part of the training data), not both"
+        )
+    wf, particles = out.get("waste_free"), out.get("particles")
+    if wf is not None and particles is not None and particles % wf:
+        raise InputError(
+            f"{label('waste_free')} {wf} needs {label('particles')} divisible by it "
+            f"(particles / {wf} chains of {wf} states); got {label('particles')} {particles}"
         )
     _check_parallel(out, given, label)
     return out
