@@ -490,6 +490,16 @@ def _splits_text(splits: Sequence[int]) -> str:
     return ",".join(str(k) for k in s)
 
 
+def _selected(a: dict[str, Any], metric: str, spec: str) -> str:
+    """The evidence-selected cell; its splits in brackets when they are not the fixed row's
+    (a data set whose other candidates ran on only some splits)."""
+    es = a.get("evidence_selected", {})
+    text = _pm(es.get(metric), spec)
+    if es.get(metric) is not None and sorted(es["splits"]) != sorted(a["fixed"]["splits"]):
+        text += f" [{_splits_text(es['splits'])}]"
+    return text
+
+
 def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[str],
                    level: int = 2) -> list[str]:  # fmt: skip
     """The test log-likelihood, test RMSE and wall-time tables (markdown lines), with
@@ -514,7 +524,7 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
         row = [name, _splits_text(a["fixed"]["splits"]),
                _pm(a["fixed"]["test_log_likelihood"], ".3f")]  # fmt: skip
         if sel_on:
-            row.append(_pm(a.get("evidence_selected", {}).get("test_log_likelihood"), ".3f"))
+            row.append(_selected(a, "test_log_likelihood", ".3f"))
         row.append(bj_text)
         best = max((v[1] for v in pub.values()), default=None)
         for k in PUBLISHED_LABELS:
@@ -541,7 +551,7 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
         pub = PUBLISHED.get(name, {})
         row = [name, _splits_text(a["fixed"]["splits"]), _pm(a["fixed"]["test_rmse"], ".3f")]
         if sel_on:
-            row.append(_pm(a.get("evidence_selected", {}).get("test_rmse"), ".3f"))
+            row.append(_selected(a, "test_rmse", ".3f"))
         row += ["–" if pub.get(k) is None else f"{pub[k][0]:.2f}" for k in PUBLISHED_LABELS]
         lin = LINEAR_BASELINE.get(name)
         row.append("–" if lin is None else f"{lin[0]:.3g}")
@@ -562,7 +572,7 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
         row = [name, _pm(a["fixed"]["wall_seconds"], ".0f"),
                _pm(a["fixed"]["compile_seconds"], ".0f")]  # fmt: skip
         if sel_on:
-            row.append(_pm(a.get("evidence_selected", {}).get("wall_seconds"), ".0f"))
+            row.append(_selected(a, "wall_seconds", ".0f"))
         lines.append("| " + " | ".join(row) + " |")
 
     return lines
