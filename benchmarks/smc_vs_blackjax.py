@@ -591,8 +591,10 @@ def accuracy_cases(quick: bool) -> list[AccuracyCase]:
     # at N = 512), so its grid reaches to N = 256.
     net = ((32, 5), (64, 5), (128, 5), (256, 5))
     return [
-        AccuracyCase("conjugate/tempering", "conjugate", "tempering", conj, 3,
-                     waste_free_particles=(1024, 2048, 4096, 8192)),
+        # 8 seeds: with 3, single runs of the same budget ranged over 1.6 nats (ours,
+        # N = 512, M = 2), so a mean error near 0.1 was a matter of which seeds ran.
+        AccuracyCase("conjugate/tempering", "conjugate", "tempering", conj, 8,
+                     waste_free_particles=(512, 1024, 2048, 4096, 8192)),
         AccuracyCase("network/tempering", "network", "tempering", net, 2),
         # Not in the default set: BlackJAX's partial-posteriors evidence is biased (see the
         # module docs), so it cannot reach the tolerance whatever the budget.
