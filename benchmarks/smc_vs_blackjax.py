@@ -205,6 +205,18 @@ class Setting:
     batch_size: int = 1
 
 
+def _our_output(res: Any) -> RunOutput:
+    """The benchmark's record of one ``SMCResult``."""
+    return RunOutput(
+        float(res.log_evidence),
+        int(res.num_stages),
+        int(res.num_gradient_evaluations),
+        not res.hit_max_stages,
+        float(res.history.step_size[-1]) if res.num_stages else float("nan"),
+        float(np.mean(res.history.acceptance_rate)) if res.num_stages else float("nan"),
+    )
+
+
 def ours_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutput]:
     """``run(key, warmup=False)``: one call of ``langevin_nets.smc.smc``.
 
@@ -228,14 +240,7 @@ def ours_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutput]:
             max_stages=MAX_STAGES,
             **kw,
         )
-        return RunOutput(
-            float(res.log_evidence),
-            int(res.num_stages),
-            int(res.num_gradient_evaluations),
-            not res.hit_max_stages,
-            float(res.history.step_size[-1]) if res.num_stages else float("nan"),
-            float(np.mean(res.history.acceptance_rate)) if res.num_stages else float("nan"),
-        )
+        return _our_output(res)
 
     return run
 
@@ -263,14 +268,7 @@ def ours_waste_free_runner(post: Posterior, setting: Setting) -> Callable[..., R
             num_integration_steps=setting.num_integration_steps,
             target_acceptance=TARGET_ACCEPTANCE, max_stages=MAX_STAGES,
         )  # fmt: skip
-        return RunOutput(
-            float(res.log_evidence),
-            int(res.num_stages),
-            int(res.num_gradient_evaluations),
-            not res.hit_max_stages,
-            float(res.history.step_size[-1]) if res.num_stages else float("nan"),
-            float(np.mean(res.history.acceptance_rate)) if res.num_stages else float("nan"),
-        )
+        return _our_output(res)
 
     return run
 

@@ -140,11 +140,13 @@ def test_langevin(data: dict[str, Path], tmp_path: Path, capsys) -> None:
 
 
 @needs_smc
-def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("waste_free", [None, 4], ids=["standard", "waste-free"])
+def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys, waste_free: int | None) -> None:
     out = tmp_path / "run"
+    moves = ["--steps", "2"] if waste_free is None else ["--waste-free", str(waste_free)]
     _run(["fit", "--data", str(data["train"]), "--test", str(data["test_no_target"]),
           "--method", "smc-data", "--batch-size", "10", "--hidden", "8", "--particles", "16",
-          "--steps", "2", "--integration-steps", "3", "--out", str(out), "--quiet"],
+          *moves, "--integration-steps", "3", "--out", str(out), "--quiet"],
          capsys)  # fmt: skip
     # A test file without the target: predictions without targets, no test metrics.
     s = _check_outputs(out, "smc-data", 15, ["x", "mean", "std", "lower_90", "upper_90"])
@@ -153,28 +155,20 @@ def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     assert s["num_particles"] == 16 and s["num_samples"] is None
     assert math.isfinite(s["log_evidence"])
     assert {"ess", "resampled", "acceptance_rate", "step_size"} <= set(s["stages"][0])
-    # --integration-steps sets the trajectory of every move: per stage and particle, one
-    # gradient at the new target, then 2 moves x 3 steps.
+    # --integration-steps sets the trajectory of every move.
     assert [st["num_integration_steps"] for st in s["stages"]] == [3, 3, 3, 3]
     assert s["config"]["integration_steps"] == 3
-    assert s["gradient_evaluations"] == 16 * 4 * (1 + 2 * 3)
+    if waste_free is None:
+        # Per stage and particle, one gradient at the new target, then 2 moves x 3 steps.
+        assert s["gradient_evaluations"] == 16 * 4 * (1 + 2 * 3)
+    else:
+        # Every stage resamples 16 / 4 = 4 chain starts; per stage and chain one gradient
+        # at the new target, then 3 moves x 3 steps (--steps is not used).
+        assert s["config"]["waste_free"] == 4
+        assert all(st["resampled"] for st in s["stages"])
+        assert s["gradient_evaluations"] == 4 * 4 * (1 + 3 * 3)
     idata = _load_idata(out)
     assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 16
-
-
-def test_smc_waste_free(data: dict[str, Path], tmp_path: Path, capsys) -> None:
-    out = tmp_path / "run"
-    _run(["fit", "--data", str(data["train"]), "--test", str(data["test_no_target"]),
-          "--method", "smc-data", "--batch-size", "10", "--hidden", "8", "--particles", "16",
-          "--waste-free", "4", "--integration-steps", "3", "--out", str(out), "--quiet"],
-         capsys)  # fmt: skip
-    s = _check_outputs(out, "smc-data", 15, ["x", "mean", "std", "lower_90", "upper_90"])
-    assert s["config"]["waste_free"] == 4 and s["num_particles"] == 16
-    # Every stage resamples 16 / 4 = 4 chain starts; per stage and chain one gradient at
-    # the new target, then 3 moves x 3 steps (--steps is not used).
-    assert all(st["resampled"] for st in s["stages"])
-    assert s["gradient_evaluations"] == 4 * len(s["stages"]) * (1 + 3 * 3)
-    assert math.isfinite(s["log_evidence"])
 
 
 def _closed_form(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, noise: float, standardize: bool
