@@ -482,8 +482,8 @@ def _advance(
             return states, log_h, acc_total + acc, div_any | div, steps_total + L, L, h, kept
 
         h0 = jnp.where(params.adapt_step_size, jnp.exp(c.log_step), params.step_size)
-        # Waste-free: every chain's P states, (P, N / P, ...); rows a run with fewer moves
-        # never writes (the cheap warm-up with none) stay copies of the chain's start.
+        # Waste-free: every chain's P states, (P, N / P, ...), all the chain's start at
+        # first; move m overwrites row m + 1.
         kept0 = None
         if waste_free:
             kept0 = (
