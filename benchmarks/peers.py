@@ -346,7 +346,7 @@ def run_smc_sweep(
                 "log_evidence_mean": statistics.fmean(r["log_evidence"] for r in rs),
                 "runs": rs,
             })
-            print(f"  {problem.name} {s} N={N} M={sampler_moves(s, moves)}: {wall:.2f} s "
+            print(f"  {problem.name} {s} N={N} M={rows[-1]['moves']}: {wall:.2f} s "
                   f"(+{compile_s[s]:.1f} s compile), "
                   f"test LL {rows[-1]['test_log_likelihood_mean']:.3f}, RMSE "
                   f"{rows[-1]['test_rmse_mean']:.3f}, log Z {rows[-1]['log_evidence_mean']:.1f}, "
@@ -538,6 +538,19 @@ def run_problem(name: str, sizes: Sizes, samplers: Sequence[str], seed: int,
 
 
 # -- command line ---------------------------------------------------------------------------------
+def _int_list(
+    p: argparse.ArgumentParser, flag: str, text: str, least: int, too_small: str
+) -> tuple[int, ...]:
+    """Comma-separated integers of at least ``least``; ``p.error`` names ``flag`` otherwise."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        p.error(f"{flag} must be comma-separated integers, got {text!r}")
+    if any(v < least for v in values):
+        p.error(f"{flag} {too_small}")
+    return values
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--quick", action="store_true",
@@ -569,31 +582,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.particles_by_problem = None if args.quick else dict(FULL_PARTICLES)
     if args.particles is not None:
         args.particles_by_problem = None
-        try:
-            particles = tuple(int(v) for v in args.particles.split(","))
-        except ValueError:
-            p.error(f"--particles must be comma-separated integers, got {args.particles!r}")
-        if any(v < 2 for v in particles):
-            p.error("--particles must be at least 2")
+        particles = _int_list(p, "--particles", args.particles, 2, "must be at least 2")
         sizes = Sizes(**{**sizes.__dict__, "particles": particles})
     if args.moves is not None:
-        try:
-            moves = tuple(int(v) for v in args.moves.split(","))
-        except ValueError:
-            p.error(f"--moves must be comma-separated integers, got {args.moves!r}")
-        if any(v < 1 for v in moves):
-            p.error("--moves must be positive")
+        moves = _int_list(p, "--moves", args.moves, 1, "must be positive")
         sizes = Sizes(**{**sizes.__dict__, "moves": moves})
     if args.seeds is not None:
         if args.seeds < 1:
             p.error("--seeds must be positive")
         sizes = Sizes(**{**sizes.__dict__, "seeds": args.seeds})
-    try:
-        args.nuts_chain_counts = tuple(int(v) for v in args.nuts_chains.split(","))
-    except ValueError:
-        p.error(f"--nuts-chains must be comma-separated integers, got {args.nuts_chains!r}")
-    if not args.nuts_chain_counts or any(v < 1 for v in args.nuts_chain_counts):
-        p.error("--nuts-chains must be positive integers")
+    args.nuts_chain_counts = _int_list(
+        p, "--nuts-chains", args.nuts_chains, 1, "must be positive integers"
+    )
     args.problem_names, args.sampler_names, args.sizes = problems, samplers, sizes
     return args
 

@@ -205,23 +205,22 @@ class Setting:
     batch_size: int = 1
 
 
-def _our_output(res: Any) -> RunOutput:
-    """The benchmark's record of one ``SMCResult``."""
-    return RunOutput(
-        float(res.log_evidence),
-        int(res.num_stages),
-        int(res.num_gradient_evaluations),
-        not res.hit_max_stages,
-        float(res.history.step_size[-1]) if res.num_stages else float("nan"),
-        float(np.mean(res.history.acceptance_rate)) if res.num_stages else float("nan"),
-    )
+#: Chains per stage of ours as waste-free SMC (``waste_free = N / WASTE_FREE_CHAINS``).
+#: On the conjugate problem at N = 4096, 16, 32 and 64 chains gave mean absolute errors
+#: of 0.09, 0.07 and 0.12 over 8 seeds (within their noise of each other).
+WASTE_FREE_CHAINS = 32
 
 
-def ours_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutput]:
+def ours_runner(
+    post: Posterior, setting: Setting, waste_free: bool = False
+) -> Callable[..., RunOutput]:
     """``run(key, warmup=False)``: one call of ``langevin_nets.smc.smc``.
 
     ``warmup=True`` runs with no moves: ``num_mcmc_steps`` is a runtime value of the
     compiled program, so this compiles exactly the program the timed calls use, cheaply.
+    With ``waste_free`` ours runs as waste-free SMC with ``WASTE_FREE_CHAINS`` chains (its
+    ``setting.num_mcmc_steps`` is then ``P - 1``); such runs refuse ``num_mcmc_steps``, so
+    their warm-up is a whole run, which compiles the same program.
     """
     if setting.schedule == "tempering":
         kw: dict[str, Any] = {"schedule": "adaptive", "target_ess": TARGET_ESS}
@@ -229,46 +228,29 @@ def ours_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutput]:
         kw = {"schedule": "data", "batch_size": setting.batch_size}
 
     def run(key: jax.Array, warmup: bool = False) -> RunOutput:
+        if waste_free:
+            moves = {"waste_free": setting.num_particles // WASTE_FREE_CHAINS}
+        else:
+            moves = {"num_mcmc_steps": 0 if warmup else setting.num_mcmc_steps}
         res = smc(
             post,
             key,
             num_particles=setting.num_particles,
             move="hmc",
-            num_mcmc_steps=0 if warmup else setting.num_mcmc_steps,
             num_integration_steps=setting.num_integration_steps,
             target_acceptance=TARGET_ACCEPTANCE,
             max_stages=MAX_STAGES,
+            **moves,
             **kw,
         )
-        return _our_output(res)
-
-    return run
-
-
-#: Chains per stage of ours as waste-free SMC (``waste_free = N / WASTE_FREE_CHAINS``).
-#: On the conjugate problem at N = 4096, 16, 32 and 64 chains gave mean absolute errors
-#: of 0.09, 0.07 and 0.12 over 8 seeds (within their noise of each other).
-WASTE_FREE_CHAINS = 32
-
-
-def ours_waste_free_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutput]:
-    """``run(key, warmup=False)``: ours as waste-free SMC with ``WASTE_FREE_CHAINS`` chains.
-
-    Waste-free runs refuse ``num_mcmc_steps`` (their chains make ``P - 1`` moves), so the
-    warm-up is a whole run: it compiles the same program, and its time is not used.
-    """
-    if setting.schedule != "tempering":
-        raise ValueError("the waste-free rows run with adaptive tempering only")
-    P = setting.num_particles // WASTE_FREE_CHAINS
-
-    def run(key: jax.Array, warmup: bool = False) -> RunOutput:
-        res = smc(
-            post, key, num_particles=setting.num_particles, schedule="adaptive",
-            target_ess=TARGET_ESS, move="hmc", waste_free=P,
-            num_integration_steps=setting.num_integration_steps,
-            target_acceptance=TARGET_ACCEPTANCE, max_stages=MAX_STAGES,
-        )  # fmt: skip
-        return _our_output(res)
+        return RunOutput(
+            float(res.log_evidence),
+            int(res.num_stages),
+            int(res.num_gradient_evaluations),
+            not res.hit_max_stages,
+            float(res.history.step_size[-1]) if res.num_stages else float("nan"),
+            float(np.mean(res.history.acceptance_rate)) if res.num_stages else float("nan"),
+        )
 
     return run
 
@@ -613,7 +595,7 @@ def run_accuracy(
     for particles, moves, waste_free in budgets:
         setting = Setting(case.schedule, particles, moves, batch_size=DATA_BATCH[problem.name])
         if waste_free:
-            runners = {"ours_waste_free": ours_waste_free_runner(post, setting)}
+            runners = {"ours_waste_free": ours_runner(post, setting, waste_free=True)}
         else:
             runners = build_runners(problem, setting)
         compile_s = warm_up(runners, seed)
