@@ -189,10 +189,11 @@ def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
     cmd = [sys.executable, str(script), "--quick", "--out", str(out)]
     cmd += ["--overhead", "conjugate/tempering", "--particles", "16", "--moves", "1"]
     cmd += ["--accuracy", "conjugate/tempering", "--budgets", "16x1", "--seeds", "1"]
-    cmd += ["--repeats", "1", "--no-baseline"]
+    cmd += ["--repeats", "1", "--no-baseline", "--ours-target-ess", "0.6"]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "| conjugate/tempering |" in proc.stdout
+    assert "Target ESS: BlackJAX 0.5, ours **0.6**" in proc.stdout
 
     report = json.loads(out.read_text())
     assert report["benchmark"] == "smc_vs_blackjax"
@@ -211,6 +212,13 @@ def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
         assert all(math.isfinite(z) for z in s["log_z"])
         assert len(s["wall_s"]) == 1 and s["seconds_per_gradient_evaluation"] > 0
     assert over["passed"] == (over["ratio"] <= over["target_ratio"] == 1.0)
+    assert report["config"]["target_ess"] == 0.5 and report["config"]["ours_target_ess"] == 0.6
+    # Ours resamples at every stage and its bisection lands a hair below its target, so each
+    # stage before the last leaves ESS = 0.6 N; BlackJAX's realised ESS is only a fraction.
+    for stages, ess in zip(over["ours"]["num_stages"], over["ours"]["mean_ess_fraction"],
+                           strict=True):
+        assert stages > 1 and 0.59 < ess <= 0.6
+    assert all(0.0 < e <= 1.0 for e in over["blackjax"]["mean_ess_fraction"])
 
     # The exact log evidence: y ~ N(0, sigma^2 I + s^2 [X, 1][X, 1]^T), here via scipy.
     spec = importlib.util.spec_from_file_location("smc_vs_blackjax", script)
@@ -271,6 +279,16 @@ def test_smc_vs_blackjax_quick_run_writes_report_and_readme_tables(tmp_path):
 
 
 @pytest.mark.bench_smoke
+def test_smc_vs_blackjax_refuses_an_impossible_target_ess(tmp_path):
+    out = tmp_path / "x.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "smc_vs_blackjax.py"), "--out", str(out)]
+    proc = subprocess.run(cmd + ["--ours-target-ess", "1.5"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "--ours-target-ess must be between 0 and 1" in proc.stderr
+    assert not out.exists()
+
+
 def test_peers_quick_run_writes_report_and_tables(tmp_path):
     """benchmarks/peers.py --quick on the toy problem, narrowed (one NUTS chain, 8 particles,
     ours and BlackJAX HMC, Langevin), then make_tables.py on its JSON. Checks structure,

@@ -832,7 +832,11 @@ def smc(
     data_order : None, "shuffle" or a permutation of ``range(n)``
         Order in which data annealing lets the points in; ``"shuffle"`` draws it from ``key``.
     target_ess : float in (0, 1)
-        Adaptive schedules' ESS target.
+        Adaptive schedules' ESS target. A higher target gives more, gentler stages. That
+        helps when the moves decorrelate little per stage (one or two moves): on a conjugate
+        model with two HMC moves per stage, 0.66 instead of 0.5 (18 stages instead of 14)
+        cut the spread of the log evidence from 0.36 to 0.12 nats at N = 4096 (16 seeds).
+        Set ``ess_threshold`` to the same value to keep resampling at every stage.
     conditional_ess : bool
         Adaptive schedules use the conditional ESS.
     ess_threshold : float in [0, 1], optional
