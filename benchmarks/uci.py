@@ -15,8 +15,8 @@ HMC moves), ``fan_in`` prior with ``prior_scale`` 1, Gamma(1, 1) prior on the no
 level, ``--particles`` particles and ``--steps`` HMC moves of ``--integration-steps``
 leapfrog steps per stage (defaults: those of ``langevin-nets uci``). The test split is
 never used to choose anything. With ``--select-by-evidence`` the prior scale (and the
-noise-prior shape, if several are given) is also chosen per split among a small
-candidate set by the SMC estimate of the log evidence ``log p(y_train | X_train)``:
+noise-prior shape and the hidden width, if several are given) is also chosen per split
+among a small candidate set by the SMC estimate of the log evidence ``log p(y_train | X_train)``:
 the candidate with the highest log evidence is reported as the "evidence-selected"
 row. The fixed recipe is one of the candidates (same seed), so it is run only once.
 
@@ -226,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--select-by-evidence",
         action="store_true",
-        help="also choose the prior scale (and noise shape) per split by the "
-        "training log evidence among --prior-scales x --noise-shapes",
+        help="also choose the prior scale (and noise shape, width) per split by the "
+        "training log evidence among --prior-scales x --noise-shapes x --width-factors",
     )
     p.add_argument(
         "--prior-scales",
@@ -240,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=",".join(f"{v:g}" for v in DEFAULT_NOISE_SHAPES),
         metavar="A1,A2,...",
         help="evidence candidates for noise_shape (default: %(default)s)",
+    )
+    p.add_argument(
+        "--width-factors",
+        default="1",
+        metavar="F1,F2,...",
+        help="evidence candidates for the hidden width, as multiples of the data set's "
+        "n_hidden (0.5: 25 units where the protocol has 50; default: %(default)s)",
     )
     p.add_argument(
         "--particles",
@@ -315,8 +322,15 @@ def write_text_atomic(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def candidate_key(prior_scale: float, noise_shape: float) -> str:
-    return f"prior_scale={prior_scale:g},noise_shape={noise_shape:g}"
+def candidate_key(prior_scale: float, noise_shape: float, width_factor: float = 1.0) -> str:
+    """The candidate's name; the width is named only when it is not the protocol's."""
+    key = f"prior_scale={prior_scale:g},noise_shape={noise_shape:g}"
+    return key if width_factor == 1.0 else f"{key},width={width_factor:g}x"
+
+
+def hidden_units(n_hidden: int, width_factor: float) -> int:
+    """The width of a candidate: ``width_factor`` times the protocol's, at least one unit."""
+    return max(1, round(n_hidden * width_factor))
 
 
 def load_results(path: Path, recipe: dict[str, Any]) -> dict[str, Any]:
@@ -350,6 +364,7 @@ def run_fit(
     X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, n_hidden: int,
     prior_scale: float, noise_shape: float, particles: int, steps: int, seed: int,
     integration_steps: int = DEFAULT_INTEGRATION_STEPS, progress: bool = False,
+    width_factor: float = 1.0,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit one split with one candidate; metrics in the target's original units.
 
@@ -363,7 +378,8 @@ def run_fit(
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         res = fit(
-            X, y, Xt, yt, method=METHOD, hidden=(n_hidden,), activation=ACTIVATION,
+            X, y, Xt, yt, method=METHOD, hidden=(hidden_units(n_hidden, width_factor),),
+            activation=ACTIVATION,
             prior=PRIOR, prior_scale=prior_scale, noise_shape=noise_shape,
             particles=particles, steps=steps, integration_steps=integration_steps, seed=seed,
             progress=progress,
@@ -372,6 +388,8 @@ def run_fit(
     return {
         "prior_scale": prior_scale,
         "noise_shape": noise_shape,
+        "width_factor": width_factor,
+        "hidden_units": hidden_units(n_hidden, width_factor),
         "test_rmse": res.test.rmse,
         "test_log_likelihood": res.test.log_likelihood,
         "test_coverage_90": res.test.coverage_90,
@@ -689,11 +707,13 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         plan.append((name, parse_splits(split_spec, n_splits)))
     prior_scales = _floats(args.prior_scales, "--prior-scales")
     noise_shapes = _floats(args.noise_shapes, "--noise-shapes")
+    width_factors = _floats(args.width_factors, "--width-factors")
     fixed_key = candidate_key(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE)
-    cands = [(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE)]
+    cands = [(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE, 1.0)]
     if args.select_by_evidence:
-        cands += [(ps, ns) for ps in prior_scales for ns in noise_shapes
-                  if candidate_key(ps, ns) != fixed_key]  # fmt: skip
+        cands += [(ps, ns, wf) for ps in prior_scales for ns in noise_shapes
+                  for wf in width_factors
+                  if candidate_key(ps, ns, wf) != fixed_key]  # fmt: skip
     cand_keys = [candidate_key(*c) for c in cands]
 
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
@@ -755,12 +775,13 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             X, y, Xt, yt, n_hidden = load_uci(name, k, root)
             rec.update(n_train=int(X.shape[0]), n_test=int(Xt.shape[0]), n_hidden=n_hidden,
                        seed=seed + k)  # fmt: skip
-            for ps, ns in todo:
-                key = candidate_key(ps, ns)
+            for ps, ns, wf in todo:
+                key = candidate_key(ps, ns, wf)
                 try:
                     r = run_fit(X, y.ravel(), Xt, yt.ravel(), n_hidden, ps, ns, particles,
                                 steps, seed + k, integration_steps,
-                                progress=args.progress and not args.quiet)  # fmt: skip
+                                progress=args.progress and not args.quiet,
+                                width_factor=wf)  # fmt: skip
                 except Exception as e:  # a failed fit must not lose the run so far
                     failures += 1
                     print(f"{name} split {k} {key}: FAILED: {type(e).__name__}: {e}",

@@ -147,6 +147,25 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert again["runs"]["yacht"]["0"]["candidates"] == split["candidates"]
     assert len(again["invocations"]) == 1  # a run that fitted nothing is not recorded
 
+    # A width candidate by evidence: only the new candidate is fitted (25 units, half the
+    # protocol's 50), and the selected row is the candidate of higher log evidence.
+    proc = subprocess.run(cmd + ["--select-by-evidence", "--prior-scales", "1",
+                                 "--width-factors", "0.5,1"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    third = json.loads(out.read_text())
+    cands = third["runs"]["yacht"]["0"]["candidates"]
+    fixed_key, half_key = "prior_scale=1,noise_shape=1", "prior_scale=1,noise_shape=1,width=0.5x"
+    assert set(cands) == {fixed_key, half_key}
+    assert cands[fixed_key] == split["candidates"][fixed_key]
+    assert cands[half_key]["hidden_units"] == 25 and cands[half_key]["width_factor"] == 0.5
+    assert math.isfinite(cands[half_key]["log_evidence"])
+    best = max(cands, key=lambda k: cands[k]["log_evidence"])
+    sel = third["aggregate"]["yacht"]["evidence_selected"]
+    assert sel["chosen"] == {"0": best} and third["candidates"] == [fixed_key, half_key]
+    assert sel["test_log_likelihood"]["mean"] == cands[best]["test_log_likelihood"]
+    assert f"`{half_key}`" in md.read_text()
+
 
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
     """A results JSON is continued only with the same recipe; one written before
