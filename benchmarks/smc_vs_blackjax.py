@@ -105,6 +105,7 @@ from langevin_nets import BayesianMLP, Posterior  # noqa: E402
 from langevin_nets.datasets import toy_problem  # noqa: E402
 from langevin_nets.smc import smc  # noqa: E402
 from langevin_nets.smc import tuning as smc_tuning  # noqa: E402
+from langevin_nets.smc.resampling import ess as smc_ess  # noqa: E402
 from make_tables import render_smc_vs_blackjax  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -382,8 +383,8 @@ def blackjax_runner(post: Posterior, setting: Setting) -> Callable[..., RunOutpu
             acc = info.update_info.acceptance_rate  # (N, M)
             log_h = _stage_step_size(log_h, acc)
             log_z = log_z + info.log_likelihood_increment
-            # The ESS of the weights this stage's reweighting left (normalised weights).
-            ess = 1.0 / (N * jnp.sum(state.weights**2))
+            # The ESS / N of the weights this stage's reweighting left (our own formula).
+            ess = smc_ess(jnp.log(state.weights)) / N
             return t + 1, key, state, log_z, log_h, acc_sum + jnp.mean(acc), ess_sum + ess, ess
 
         t, _, state, log_z, log_h, acc_sum, ess_sum, ess_last = jax.lax.while_loop(
@@ -946,7 +947,10 @@ def main(argv: list[str] | None = None) -> int:
             "target_ess": TARGET_ESS,
             "ours_target_ess": args.ours_target_ess,
             "target_acceptance": TARGET_ACCEPTANCE,
-            "resampling": "systematic (ours: when ESS < N/2; BlackJAX: every stage)",
+            "resampling": (
+                f"systematic (ours: when ESS < {args.ours_target_ess:g} N with tempering, "
+                "i.e. every stage, and < N/2 with the data schedule; BlackJAX: every stage)"
+            ),
             "step_size": (
                 "ours: adapted after every move (its default); BlackJAX: adapted once per "
                 "stage, log h += clip(mean acceptance - 0.75, -1, 1); both start from "

@@ -374,12 +374,12 @@ def run_fit(
     from langevin_nets.fit import fit
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    units = hidden_units(n_hidden, width_factor)
     with CompileTimer() as ct, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         t0 = time.perf_counter()
         res = fit(
-            X, y, Xt, yt, method=METHOD, hidden=(hidden_units(n_hidden, width_factor),),
-            activation=ACTIVATION,
+            X, y, Xt, yt, method=METHOD, hidden=(units,), activation=ACTIVATION,
             prior=PRIOR, prior_scale=prior_scale, noise_shape=noise_shape,
             particles=particles, steps=steps, integration_steps=integration_steps, seed=seed,
             progress=progress,
@@ -389,7 +389,7 @@ def run_fit(
         "prior_scale": prior_scale,
         "noise_shape": noise_shape,
         "width_factor": width_factor,
-        "hidden_units": hidden_units(n_hidden, width_factor),
+        "hidden_units": units,
         "test_rmse": res.test.rmse,
         "test_log_likelihood": res.test.log_likelihood,
         "test_coverage_90": res.test.coverage_90,
