@@ -16,7 +16,8 @@ import pytest
 from scipy.stats import multivariate_normal, norm
 
 from langevin_nets.errors import DivergenceError
-from langevin_nets.smc import schedules, smc
+from langevin_nets.model import BayesianMLP
+from langevin_nets.smc import engine, schedules, smc
 
 Y = np.array([0.9, 1.4, 0.3, 1.1, 0.6, 1.7, 0.2, 0.8])
 N_DATA = Y.size
@@ -353,3 +354,26 @@ def test_bad_posterior_and_key():
     with pytest.raises(ValueError, match="sample_prior"):
         smc((logprior, loglik, lambda k, n: jnp.zeros((n,))), jax.random.PRNGKey(0),
             num_particles=10)
+
+
+def test_posterior_shapes_remembered_per_data_shape():
+    # A Posterior's (dim, num_data) are remembered by its structure and leaf shapes: a
+    # second data set of another size, a chunked posterior or another key type is a new
+    # entry, and each gets its own answer (the uncached abstract evaluation's).
+    model = BayesianMLP((2, 3, 1))
+    rng = np.random.default_rng(0)
+    posts = [model.posterior(rng.normal(size=(n, 2)), rng.normal(size=(n, 1))) for n in (7, 9)]
+    posts.append(posts[1].with_data_chunk(4))
+    keys = (jax.random.PRNGKey(0), jax.random.key(0))
+    engine._cached_shapes.cache_clear()
+    for _ in range(2):
+        for key in keys:
+            for post, n in zip(posts, (7, 9, 9), strict=True):
+                assert engine._target_shapes(None, post, key, 4) == (model.dim, n)
+                assert engine._shapes(None, post, key, 4) == (model.dim, n)
+    info = engine._cached_shapes.cache_info()
+    assert (info.misses, info.hits) == (6, 6)
+    # Plain functions are evaluated every time: their checks still run.
+    with pytest.raises(ValueError, match="one value per datum"):
+        static = engine._as_target((logprior, lambda t: jnp.sum(loglik(t)), sample_prior))
+        engine._target_shapes(static, None, keys[0], 4)

@@ -576,10 +576,25 @@ def _as_target(posterior: Any) -> _Target:
     )
 
 
-def _shapes(target: _Target, key: Array, num_particles: int) -> tuple[int, int]:
-    """``(dim, num_data)`` by abstract evaluation (no compilation)."""
+def _shapes(
+    static: _Target | None, data: Any, key: Array, num_particles: int
+) -> tuple[int, int]:
+    """``(dim, num_data)`` by abstract evaluation (no compilation), checking what the target
+    functions return.
+
+    The target is given as to the compiled functions: ``static`` plain functions, or the
+    pytree posterior ``data`` (arrays or ``jax.ShapeDtypeStruct`` leaves) when ``static``
+    is None.
+    """
+
+    def abstract(name: str, arg: Any, *static_args: Any) -> Any:
+        def f(d: Any, a: Any) -> Any:
+            return getattr(_traced_target(static, d), name)(a, *static_args)
+
+        return jax.eval_shape(f, data, arg)
+
     try:
-        draws = jax.eval_shape(lambda k: target.sample_prior(k, num_particles), key)
+        draws = abstract("sample_prior", key, num_particles)
     except Exception as err:
         raise ValueError(f"sample_prior(key, {num_particles}) failed: {err}") from err
     if len(draws.shape) != 2 or draws.shape[0] != num_particles:
@@ -590,8 +605,8 @@ def _shapes(target: _Target, key: Array, num_particles: int) -> tuple[int, int]:
     dim = int(draws.shape[1])
     theta = jax.ShapeDtypeStruct((dim,), jnp.result_type(float))
     try:
-        ll = jax.eval_shape(target.loglikelihood_per_datum, theta)
-        lp = jax.eval_shape(target.logprior, theta)
+        ll = abstract("loglikelihood_per_datum", theta)
+        lp = abstract("logprior", theta)
     except Exception as err:
         raise ValueError(f"the log prior or log-likelihood failed on a ({dim},) position: {err}") \
             from err
@@ -602,6 +617,37 @@ def _shapes(target: _Target, key: Array, num_particles: int) -> tuple[int, int]:
     if lp.shape != ():
         raise ValueError(f"logprior must return a scalar, got shape {lp.shape}")
     return dim, int(ll.shape[0])
+
+
+def _target_shapes(
+    static: _Target | None, data: Any, key: Array, num_particles: int
+) -> tuple[int, int]:
+    """:func:`_shapes`, remembered for pytree posteriors.
+
+    A pytree posterior's shapes follow from its structure (the model is static) and its
+    leaves' shapes and dtypes alone, so repeated runs on data of one shape skip the three
+    abstract traces (a few milliseconds a call: a large share of a small run). Plain
+    functions may close over anything and are evaluated every time.
+    """
+    if static is not None:
+        return _shapes(static, None, key, num_particles)
+    leaves, treedef = jax.tree_util.tree_flatten(data)
+    signature = (
+        treedef,
+        tuple((tuple(a.shape), np.dtype(a.dtype)) for a in leaves),
+        (tuple(key.shape), key.dtype),
+        num_particles,
+        str(jnp.result_type(float)),
+    )
+    return _cached_shapes(signature)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_shapes(signature: tuple[Any, ...]) -> tuple[int, int]:
+    treedef, leaves, (key_shape, key_dtype), num_particles, _ = signature
+    data = treedef.unflatten([jax.ShapeDtypeStruct(s, d) for s, d in leaves])
+    key = jax.ShapeDtypeStruct(key_shape, key_dtype)
+    return _shapes(None, data, key, num_particles)
 
 
 def _check_mass(mass: Any, dim: int) -> np.ndarray:
@@ -734,7 +780,7 @@ def _run_with_checkpoints(
 
 def _stop(stop: int, config: _Config) -> Array:
     """The traced last stage, replicated over the mesh (if any) like every scalar."""
-    value = jnp.asarray(stop, jnp.int32)
+    value = np.asarray(stop, np.int32)
     if config.mesh is None:
         return value
     layout = sharding.Layout(tuple(config.mesh.devices.flat), config.mesh)
@@ -983,7 +1029,7 @@ def smc(
         raise ValueError("lambdas sets its own tempering path; leave schedule unset")
     else:
         choice(schedule, "schedule", SCHEDULES)
-    dim, n = _shapes(target, key, N)
+    dim, n = _target_shapes(static_target, data, key, N)
 
     # -- schedule --------------------------------------------------------------------------
     lam_path = np.ones((1,))
@@ -1136,38 +1182,40 @@ def smc(
         num_chains=num_chains,
     )
 
-    def flag(value: Any) -> Array:
-        return jnp.asarray(bool(value))
+    # Host (numpy) values: the compiled call transfers them all at once, where a device
+    # array apiece would cost a dispatch each (about 1 ms a run in all).
+    def flag(value: Any) -> np.ndarray:
+        return np.asarray(bool(value))
 
     total = 1.0 if kind.startswith("tempering") else n
     bar = LevelProgressBar(total, desc="smc", enabled=progress_bar)
     params = _Params(
-        kind=jnp.asarray(_KINDS.index(kind), jnp.int32),
-        lambdas=jnp.asarray(lam_buf, dtype),
-        batch_size=jnp.asarray(batch, jnp.int32),
-        order=jnp.asarray(order, jnp.int32),
+        kind=np.asarray(_KINDS.index(kind), np.int32),
+        lambdas=np.asarray(lam_buf, dtype),
+        batch_size=np.asarray(batch, np.int32),
+        order=np.asarray(order, np.int32),
         shuffle=flag(shuffle),
-        target_ess=jnp.asarray(target_ess, dtype),
+        target_ess=np.asarray(target_ess, dtype),
         conditional_ess=flag(conditional_ess),
-        ess_threshold=jnp.asarray(thr, dtype),
-        resampling=jnp.asarray(_RESAMPLING.index(resampling), jnp.int32),
-        step_size=jnp.asarray(h0, dtype),
+        ess_threshold=np.asarray(thr, dtype),
+        resampling=np.asarray(_RESAMPLING.index(resampling), np.int32),
+        step_size=np.asarray(h0, dtype),
         auto_step_size=flag(step_size is None),
         adapt_step_size=flag(adapt_step_size),
-        friction=jnp.asarray(gamma, dtype),
+        friction=np.asarray(gamma, dtype),
         per_step_test=flag(move == "ghmc"),
         metropolis=flag(metropolis),
-        mass=jnp.asarray(mass_arr, dtype),
+        mass=np.asarray(mass_arr, dtype),
         precondition=flag(precondition),
-        target_acceptance=jnp.asarray(acc_target, dtype),
-        num_mcmc_steps=jnp.asarray(M, jnp.int32),
-        num_integration_steps=jnp.asarray(L, jnp.int32),
+        target_acceptance=np.asarray(acc_target, dtype),
+        num_mcmc_steps=np.asarray(M, np.int32),
+        num_integration_steps=np.asarray(L, np.int32),
         adapt_length=flag(T is not None),
-        trajectory_length=jnp.asarray(1.0 if T is None else T, dtype),
-        initial_particles=jnp.asarray(x0, dtype),
+        trajectory_length=np.asarray(1.0 if T is None else T, dtype),
+        initial_particles=np.asarray(x0, dtype),
         has_initial=flag(initial_particles is not None),
         progress=flag(progress_bar),
-        bar_key=jnp.asarray(bar.key, jnp.int32),
+        bar_key=np.asarray(bar.key, np.int32),
     )
     # Inputs go where the program runs: particle arrays split over the mesh, the rest
     # replicated (without a device choice, the default device as before).
