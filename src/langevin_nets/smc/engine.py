@@ -1182,8 +1182,8 @@ def smc(
         num_chains=num_chains,
     )
 
-    # Host (numpy) values: the compiled call transfers them all at once, where a device
-    # array apiece would cost a dispatch each (about 1 ms a run in all).
+    # The small settings stay host (numpy) values, which the compiled calls take in without a
+    # dispatch apiece; the initial particles, possibly large, are copied to the device once.
     def flag(value: Any) -> np.ndarray:
         return np.asarray(bool(value))
 
@@ -1212,7 +1212,7 @@ def smc(
         num_integration_steps=np.asarray(L, np.int32),
         adapt_length=flag(T is not None),
         trajectory_length=np.asarray(1.0 if T is None else T, dtype),
-        initial_particles=np.asarray(x0, dtype),
+        initial_particles=jnp.asarray(x0, dtype),
         has_initial=flag(initial_particles is not None),
         progress=flag(progress_bar),
         bar_key=np.asarray(bar.key, np.int32),
