@@ -374,6 +374,6 @@ def test_posterior_shapes_remembered_per_data_shape():
     info = engine._cached_shapes.cache_info()
     assert (info.misses, info.hits) == (6, 6)
     # Plain functions are evaluated every time: their checks still run.
+    static = engine._as_target((logprior, lambda t: jnp.sum(loglik(t)), sample_prior))
     with pytest.raises(ValueError, match="one value per datum"):
-        static = engine._as_target((logprior, lambda t: jnp.sum(loglik(t)), sample_prior))
         engine._target_shapes(static, None, keys[0], 4)

@@ -160,7 +160,8 @@ _RESAMPLING = tuple(RESAMPLERS)
 
 
 class _Params(NamedTuple):
-    """Runtime values: a change reuses the compiled program."""
+    """Runtime values: a change reuses the compiled program. Host (numpy) values when
+    built, except the initial particles (a device array, or split over the mesh)."""
 
     kind: Array
     lambdas: Array
@@ -632,21 +633,28 @@ def _target_shapes(
     if static is not None:
         return _shapes(static, None, key, num_particles)
     leaves, treedef = jax.tree_util.tree_flatten(data)
-    signature = (
+    return _cached_shapes(
         treedef,
         tuple((tuple(a.shape), np.dtype(a.dtype)) for a in leaves),
         (tuple(key.shape), key.dtype),
         num_particles,
         str(jnp.result_type(float)),
     )
-    return _cached_shapes(signature)
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_shapes(signature: tuple[Any, ...]) -> tuple[int, int]:
-    treedef, leaves, (key_shape, key_dtype), num_particles, _ = signature
-    data = treedef.unflatten([jax.ShapeDtypeStruct(s, d) for s, d in leaves])
-    key = jax.ShapeDtypeStruct(key_shape, key_dtype)
+def _cached_shapes(
+    treedef: Any,
+    leaf_types: tuple[tuple[tuple[int, ...], Any], ...],
+    key_type: tuple[tuple[int, ...], Any],
+    num_particles: int,
+    float_dtype: str,
+) -> tuple[int, int]:
+    """:func:`_shapes` of the pytree posterior with this structure and these leaf shapes
+    and dtypes. ``float_dtype`` (the positions' dtype, which depends on the x64 setting) is
+    part of the cache key only."""
+    data = treedef.unflatten([jax.ShapeDtypeStruct(s, d) for s, d in leaf_types])
+    key = jax.ShapeDtypeStruct(*key_type)
     return _shapes(None, data, key, num_particles)
 
 
@@ -778,8 +786,9 @@ def _run_with_checkpoints(
             return carry
 
 
-def _stop(stop: int, config: _Config) -> Array:
-    """The traced last stage, replicated over the mesh (if any) like every scalar."""
+def _stop(stop: int, config: _Config) -> np.ndarray | Array:
+    """The traced last stage: a host value without a mesh, else replicated over the mesh
+    like every scalar."""
     value = np.asarray(stop, np.int32)
     if config.mesh is None:
         return value
