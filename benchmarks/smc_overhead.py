@@ -94,8 +94,9 @@ def hmc_baseline(post: Any, num_particles: int, num_integration_steps: int
     """``run(key, trajectories, step_size)``: a bare HMC loop over ``num_particles`` chains.
 
     Each trajectory redraws N(0, I) momenta, takes ``num_integration_steps`` leapfrog steps
-    (one ``value_and_grad`` each) and keeps or rejects the end point by a Metropolis test:
-    ``1 + trajectories * L`` gradients per particle, the minimum an HMC move costs.
+    (one gradient each, the last with the density) and keeps or rejects the end point by a
+    Metropolis test: ``1 + trajectories * L`` gradients per particle, the minimum an HMC
+    move costs.
     """
     N, L = num_particles, num_integration_steps
     ones = jnp.ones((post.num_data,))
@@ -104,6 +105,7 @@ def hmc_baseline(post: Any, num_particles: int, num_integration_steps: int
         return post.logprior(x) + jnp.dot(ones, post.loglikelihood_per_datum(x))
 
     value_and_grad = jax.vmap(jax.value_and_grad(logdensity))
+    grad = jax.vmap(jax.grad(logdensity))
 
     @jax.jit
     def compiled(key: jax.Array, trajectories: jax.Array, h: jax.Array) -> jax.Array:
@@ -111,18 +113,21 @@ def hmc_baseline(post: Any, num_particles: int, num_integration_steps: int
         x = post.sample_prior(k0, N)
         lp, g = value_and_grad(x)
 
-        def leapfrog(_: Any, s: tuple) -> tuple:
-            q, p, _, g = s
-            p = p + 0.5 * h * g
-            q = q + h * p
-            lp, g = value_and_grad(q)
-            return q, p + 0.5 * h * g, lp, g
+        def kick_drift(_: Any, s: tuple) -> tuple:
+            q, p = s
+            p = p + h * grad(q)
+            return q + h * p, p
 
         def trajectory(_: Any, c: tuple) -> tuple:
             x, lp, g, key = c
             key, k_p, k_u = jax.random.split(key, 3)
             p0 = jax.random.normal(k_p, x.shape, x.dtype)
-            q, p, lp1, g1 = jax.lax.fori_loop(0, L, leapfrog, (x, p0, lp, g))
+            # Leapfrog in kick-drift form (the half kicks between steps merged), the
+            # fastest form on XLA:CPU, as in the engine's move.
+            p = p0 + 0.5 * h * g
+            q, p = jax.lax.fori_loop(0, L - 1, kick_drift, (x + h * p, p))
+            lp1, g1 = value_and_grad(q)
+            p = p + 0.5 * h * g1
             log_ratio = (lp1 - 0.5 * jnp.sum(p * p, -1)) - (lp - 0.5 * jnp.sum(p0 * p0, -1))
             accept = jnp.log(jax.random.uniform(k_u, (N,))) < log_ratio
             return (jnp.where(accept[:, None], q, x), jnp.where(accept, lp1, lp),

@@ -3,10 +3,14 @@
 ``moves.move`` sends plain HMC (friction 0, one test per trajectory) down a leapfrog-only
 path. It must be the same Markov kernel as the general path: same end point up to
 rounding, same acceptance probability, same decision, and it must leave the target
-invariant (checked on a correlated Gaussian, where the moments are known).
+invariant (checked on a correlated Gaussian, where the moments are known). It tests only a
+trajectory's end points, so it must also leave a target with a hole in its support
+invariant when trajectories jump the hole.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -59,9 +63,10 @@ def test_fast_path_is_the_general_path(h, mass):
 
 def test_move_dispatches_plain_hmc_to_the_fast_path():
     key, s = jax.random.PRNGKey(3), state_at(jnp.array([0.3, -1.0]))
-    via_move = moves.move(key, s, logdensity, 0.4, 0.0, 1.0, 5, False, True)[0]
-    direct = fast(key, s, 0.4, 5, 1.0)[0]
-    np.testing.assert_array_equal(via_move.position, direct.position)
+    # Both compiled: op-by-op execution rounds differently from a compiled program.
+    via_move = jax.jit(lambda k, s: moves.move(k, s, logdensity, 0.4, 0.0, 1.0, 5, False, True))
+    direct = jax.jit(lambda k, s: fast(k, s, 0.4, 5, 1.0))
+    np.testing.assert_array_equal(via_move(key, s)[0].position, direct(key, s)[0].position)
 
 
 def test_fast_path_leaves_the_gaussian_invariant():
@@ -85,23 +90,76 @@ def test_fast_path_leaves_the_gaussian_invariant():
     assert np.all(np.abs(emp - COV) < 5 * se_cov)
 
 
-def test_trajectory_through_a_nan_density_is_divergent_and_rejected():
-    # A thin slab where the density is NaN but the gradient finite: a trajectory can cross it
-    # and end at a finite point; it must still count as divergent and be rejected.
-    def slab(x):
-        return jnp.where((x[0] > 1.0) & (x[0] < 1.3), jnp.nan, -0.5 * x @ x)
+SLAB = (1.0, 1.3)
+
+
+def in_slab(x):
+    return (x[0] > SLAB[0]) & (x[0] < SLAB[1])
+
+
+def holed(x):
+    # A standard normal with the slab 1 < x0 < 1.3 cut out; the gradient stays finite there.
+    return jnp.where(in_slab(x), -jnp.inf, -0.5 * x @ x)
+
+
+def test_fast_path_jumps_a_hole_in_the_support_and_keeps_the_target():
+    # Exact draws of the holed normal (rejection from N(0, I)), 10 moves each. Trajectories
+    # cross the hole and are judged by their end points; the probability of the far side,
+    # x0 > 1.3, must stay what it is (within 5 Monte Carlo s.e.).
+    n = 4000
+    rng = np.random.default_rng(7)
+    z = rng.standard_normal((3 * n, 2))
+    x0 = jnp.asarray(z[~((z[:, 0] > SLAB[0]) & (z[:, 0] < SLAB[1]))][:n], jnp.float32)
+    p_far = (1 - norm_cdf(SLAB[1])) / (1 - (norm_cdf(SLAB[1]) - norm_cdf(SLAB[0])))
+
+    @jax.jit
+    def chain(key, x):
+        def one(carry, k):
+            s, jumps = carry
+            s2 = moves._leapfrog_move(k, s, holed, 0.3, 1.0, 10)[0]
+            jumped = (s.position[0] < SLAB[0]) & (s2.position[0] > SLAB[1])
+            return (s2, jumps + jumped), None
+
+        lp, g = jax.value_and_grad(holed)(x)
+        s0 = BAOABState(x, jnp.zeros(2), lp, g)
+        (s, jumps), _ = jax.lax.scan(one, (s0, 0), jax.random.split(key, 10))
+        return s.position, jumps
+
+    x, jumps = jax.vmap(chain)(jax.random.split(jax.random.PRNGKey(8), n), x0)
+    x = np.asarray(x)
+    assert int(jumps.sum()) > 100  # trajectories do jump the hole
+    assert not np.any((x[:, 0] > SLAB[0]) & (x[:, 0] < SLAB[1]))
+    frac = np.mean(x[:, 0] > SLAB[1])
+    assert abs(frac - p_far) < 5 * np.sqrt(p_far * (1 - p_far) / n)
+    # E[x0] = -(phi(1) - phi(1.3)) / (1 - P(hole)); x1 is untouched by the hole.
+    hole = norm_cdf(SLAB[1]) - norm_cdf(SLAB[0])
+    mean0 = -(norm_pdf(SLAB[0]) - norm_pdf(SLAB[1])) / (1 - hole)
+    se = x.std(0) / np.sqrt(n)
+    assert abs(x[:, 0].mean() - mean0) < 5 * se[0]
+    assert abs(x[:, 1].mean()) < 5 * se[1]
+
+
+def test_non_finite_gradient_on_the_way_is_divergent_and_rejected():
+    # In the slab the density and its gradient are NaN: a trajectory through it ends at a
+    # non-finite point, which must count as divergent and leave the particle where it was.
+    def poisoned(x):
+        return -0.5 * x @ x + jnp.where(in_slab(x), jnp.nan, 0.0) * x[0]
 
     x0 = jnp.array([0.9, 0.0])
-    lp, g = jax.value_and_grad(slab)(x0)
+    lp, g = jax.value_and_grad(poisoned)(x0)
     s = BAOABState(x0, jnp.zeros(2), lp, g)
-    run = jax.jit(jax.vmap(lambda k: moves._leapfrog_move(k, s, slab, 0.3, 1.0, 10)))
+    run = jax.jit(jax.vmap(lambda k: moves._leapfrog_move(k, s, poisoned, 0.3, 1.0, 10)))
     out, info = run(jax.random.split(jax.random.PRNGKey(0), 200))
     div = np.asarray(info.is_divergent)
-    # The same trajectories without a test (general path, same keys): some end finite.
-    ends = jax.jit(jax.vmap(
-        lambda k: moves._baoab_move(k, s, slab, 0.3, 0.0, 1.0, 10, False, False)[0]
-    ))(jax.random.split(jax.random.PRNGKey(0), 200))
-    crossed_back = div & np.isfinite(np.asarray(ends.logdensity))
-    assert crossed_back.any()  # the case under test occurs
+    assert 0 < div.sum() < 200  # both kinds of trajectory occur
     np.testing.assert_array_equal(np.asarray(info.acceptance_rate)[div], 0.0)
     np.testing.assert_array_equal(np.asarray(out.position)[div], np.tile(x0, (div.sum(), 1)))
+    assert np.all(np.isfinite(np.asarray(out.logdensity)))
+
+
+def norm_cdf(t):
+    return 0.5 * (1 + math.erf(t / math.sqrt(2)))
+
+
+def norm_pdf(t):
+    return math.exp(-0.5 * t * t) / math.sqrt(2 * math.pi)

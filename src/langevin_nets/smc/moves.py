@@ -128,37 +128,47 @@ def _leapfrog_move(
 
     With friction 0 the O step multiplies a fresh normal draw by zero, and drawing it costs
     more than a small network's gradient. This path draws the same momentum and runs the
-    same leapfrog map as :func:`_baoab_move`, equal up to rounding (tested), with the same
-    accept test on the trajectory's end points.
+    same leapfrog map as :func:`_baoab_move`, equal up to rounding (tested), and tests the
+    trajectory's end points. ``num_integration_steps`` must be at least 1 (the engine
+    clips it so).
+
+    It differs from the general path in one case: a trajectory that passes through a point
+    where the density is not finite while its gradient stays finite (a ``jnp.where`` that
+    returns ``-inf`` or NaN outside a support) is judged by its end points, as in plain
+    HMC, where the general path's summed shadow work rejects it. The test stays exact: the
+    leapfrog map is reversible and volume-preserving for any finite force. A non-finite
+    gradient on the way makes the end point non-finite, and that is rejected and counted
+    as divergent.
     """
     k_mom, _, k_accept = jax.random.split(key, 3)
     momentum = baoab.sample_momentum(k_mom, state.position, mass, 1.0)
     start = state._replace(momentum=momentum)
     half_h = 0.5 * step_size
     h_over_mass = step_size / mass
-    value_and_grad = jax.value_and_grad(logdensity_fn)
+    grad = jax.grad(logdensity_fn)
 
-    # The body is only the leapfrog arithmetic (for a small network the d-sized updates
-    # cost a fifth of a gradient): BAOAB's A O A with O the identity is one drift of h,
-    # the shadow work of the whole trajectory telescopes to H(end) - H(start), and a
-    # non-finite gradient propagates to the end point, so only the density is checked per step.
-    def body(_: Array, carry: tuple[BAOABState, Array]) -> tuple:
-        s, div = carry
-        p = s.momentum + half_h * s.logdensity_grad
-        q = s.position + h_over_mass * p
-        logp, g = value_and_grad(q)
-        return BAOABState(q, p + half_h * g, logp, g), div | ~jnp.isfinite(logp)
+    # Kick-drift form: the closing half kick of one step and the opening half kick of the
+    # next are one full kick, so the loop carries only (q, p) and takes the gradient of the
+    # position it was given. XLA:CPU runs this loop 10-15% faster per gradient than one
+    # that carries the gradient and density between steps (2 cores, boston and the README
+    # network). L steps are L gradients: L - 1 in the loop, the last with the density.
+    p = momentum + half_h * state.logdensity_grad
+    q = state.position + h_over_mass * p
 
-    end, divergent = jax.lax.fori_loop(
-        0, num_integration_steps, body, (start, jnp.asarray(False))
-    )
+    def body(_: Array, carry: tuple[Array, Array]) -> tuple[Array, Array]:
+        q, p = carry
+        p = p + step_size * grad(q)
+        return q + h_over_mass * p, p
+
+    q, p = jax.lax.fori_loop(0, num_integration_steps - 1, body, (q, p))
+    logp, g = jax.value_and_grad(logdensity_fn)(q)
+    end = BAOABState(q, p + half_h * g, logp, g)
     work = (-end.logdensity + baoab.kinetic_energy(end.momentum, mass)) - (
         -start.logdensity + baoab.kinetic_energy(start.momentum, mass)
     )
-    # A trajectory through a non-finite density is rejected, as on the general path.
-    work = jnp.where(divergent, jnp.inf, work)
+    divergent = ~_finite(end) | ~jnp.isfinite(work)
     out, p_accept = _metropolis(k_accept, end, start, work, flip=False)
-    return out, MoveInfo(p_accept, divergent | ~_finite(end))
+    return out, MoveInfo(p_accept, divergent)
 
 
 def move(
