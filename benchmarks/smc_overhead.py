@@ -28,8 +28,8 @@ of its own gradient count):
   particle per stage).
 
 and, with ``--hmc-loop``, a second baseline after each default run: a bare jitted HMC loop
-(``vmap``-ped leapfrog with ``value_and_grad``, a Metropolis test per trajectory, momentum
-redrawn; :func:`hmc_baseline`) doing about the same gradient evaluations at the default
+(``vmap``-ped leapfrog in the engine's kick-drift form, a Metropolis test per trajectory,
+momentum redrawn; :func:`hmc_baseline`) doing about the same gradient evaluations at the default
 run's final step size: the arithmetic any HMC move needs besides the gradients, so that
 ``smc / hmc_loop`` is the engine's own overhead.
 
