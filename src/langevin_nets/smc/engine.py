@@ -76,7 +76,8 @@ class SMCHistory(NamedTuple):
     step_size : step size of the stage's last move.
     num_integration_steps : BAOAB steps per move in the stage's last move.
     num_divergent : particles with a non-finite log density or gradient in the stage
-        (at reweighting, or in a move proposal).
+        (at reweighting, or in a move proposal; plain HMC moves look only at a
+        trajectory's end point, where a non-finite gradient on the way also shows).
     log_evidence_increment : ``log sum_j W_{t-1,j} exp(incr_j)``.
     """
 
