@@ -117,6 +117,7 @@ FIXED_PRIOR_SCALE = 1.0
 FIXED_NOISE_SHAPE = 1.0
 DEFAULT_PRIOR_SCALES = (0.5, 1.0, 2.0)
 DEFAULT_NOISE_SHAPES = (1.0,)
+NOISE_MODELS = ("homoscedastic", "heteroscedastic")
 # The recipe is `langevin-nets uci`'s defaults: few particles, long trajectories. On split 0
 # the training log evidence rose far more with the leapfrog steps per move than with the
 # particles or moves (yacht: -479 at 64 x 5 x 20, -414 at 256 x 10 x 20, -343 at 32 x 5 x
@@ -188,6 +189,16 @@ def _floats(text: str, name: str) -> tuple[float, ...]:
     return tuple(dict.fromkeys(vals))
 
 
+def _noise_models(text: str) -> tuple[str, ...]:
+    """``--noise-models``: known names, at least one, no repeats."""
+    names = tuple(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    bad = [n for n in names if n not in NOISE_MODELS]
+    if not names or bad:
+        raise UsageError(f"--noise-models must be a comma-separated list of "
+                         f"{', '.join(NOISE_MODELS)}, got {text!r}")  # fmt: skip
+    return names
+
+
 def _positive_int(text: str, name: str, least: int = 1) -> int:
     try:
         v = int(text)
@@ -226,8 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--select-by-evidence",
         action="store_true",
-        help="also choose the prior scale (and noise shape, width) per split by the "
-        "training log evidence among --prior-scales x --noise-shapes x --width-factors",
+        help="also choose the prior scale (and noise shape, width, noise model) per split by "
+        "the training log evidence among --prior-scales x --noise-shapes x --width-factors "
+        "x --noise-models",
     )
     p.add_argument(
         "--prior-scales",
@@ -247,6 +259,20 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="F1,F2,...",
         help="evidence candidates for the hidden width, as multiples of the data set's "
         "n_hidden (0.5: 25 units where the protocol has 50; default: %(default)s)",
+    )
+    p.add_argument(
+        "--noise-models",
+        default="homoscedastic",
+        metavar="M1,M2",
+        help="evidence candidates for the noise model: homoscedastic (one noise level) "
+        "and/or heteroscedastic (a noise level that depends on the input; "
+        "default: %(default)s)",
+    )
+    p.add_argument(
+        "--hetero-width-factors",
+        default=None,
+        metavar="F1,F2,...",
+        help="the width factors of the heteroscedastic candidates, if not --width-factors",
     )
     p.add_argument(
         "--particles",
@@ -322,10 +348,16 @@ def write_text_atomic(text: str, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def candidate_key(prior_scale: float, noise_shape: float, width_factor: float = 1.0) -> str:
-    """The candidate's name; the width is named only when it is not the protocol's."""
+def candidate_key(
+    prior_scale: float, noise_shape: float, width_factor: float = 1.0,
+    heteroscedastic: bool = False,
+) -> str:  # fmt: skip
+    """The candidate's name; the width is named only when it is not the protocol's, the
+    noise model only when it is heteroscedastic."""
     key = f"prior_scale={prior_scale:g},noise_shape={noise_shape:g}"
-    return key if width_factor == 1.0 else f"{key},width={width_factor:g}x"
+    if width_factor != 1.0:
+        key += f",width={width_factor:g}x"
+    return key + (",heteroscedastic" if heteroscedastic else "")
 
 
 def hidden_units(n_hidden: int, width_factor: float) -> int:
@@ -364,7 +396,7 @@ def run_fit(
     X: np.ndarray, y: np.ndarray, Xt: np.ndarray, yt: np.ndarray, n_hidden: int,
     prior_scale: float, noise_shape: float, particles: int, steps: int, seed: int,
     integration_steps: int = DEFAULT_INTEGRATION_STEPS, progress: bool = False,
-    width_factor: float = 1.0,
+    width_factor: float = 1.0, heteroscedastic: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
     """Fit one split with one candidate; metrics in the target's original units.
 
@@ -382,13 +414,14 @@ def run_fit(
             X, y, Xt, yt, method=METHOD, hidden=(units,), activation=ACTIVATION,
             prior=PRIOR, prior_scale=prior_scale, noise_shape=noise_shape,
             particles=particles, steps=steps, integration_steps=integration_steps, seed=seed,
-            progress=progress,
+            progress=progress, heteroscedastic=heteroscedastic,
         )  # fmt: skip
         wall = time.perf_counter() - t0
     return {
         "prior_scale": prior_scale,
         "noise_shape": noise_shape,
         "width_factor": width_factor,
+        "heteroscedastic": heteroscedastic,
         "hidden_units": units,
         "test_rmse": res.test.rmse,
         "test_log_likelihood": res.test.log_likelihood,
@@ -612,6 +645,12 @@ def describe(data: dict[str, Any], cand_keys: Sequence[str]) -> list[str]:
             "*Evidence-selected*: per split, the candidate among "
             + ", ".join(f"`{k}`" for k in cand_keys)
             + " with the highest SMC log evidence on the training split."
+            + (
+                " *heteroscedastic*: the noise standard deviation at x is sigma exp(g(x)), g a "
+                "second network output with the mean's prior."
+                if any(k.endswith("heteroscedastic") for k in cand_keys)
+                else ""
+            )
             if sel_on
             else ""
         ),
@@ -708,12 +747,17 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
     prior_scales = _floats(args.prior_scales, "--prior-scales")
     noise_shapes = _floats(args.noise_shapes, "--noise-shapes")
     width_factors = _floats(args.width_factors, "--width-factors")
+    hetero_widths = (_floats(args.hetero_width_factors, "--hetero-width-factors")
+                     if args.hetero_width_factors else width_factors)  # fmt: skip
+    noise_models = _noise_models(args.noise_models)
     fixed_key = candidate_key(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE)
-    cands = [(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE, 1.0)]
+    cands = [(FIXED_PRIOR_SCALE, FIXED_NOISE_SHAPE, 1.0, False)]
     if args.select_by_evidence:
-        cands += [(ps, ns, wf) for ps in prior_scales for ns in noise_shapes
-                  for wf in width_factors
-                  if candidate_key(ps, ns, wf) != fixed_key]  # fmt: skip
+        for nm in noise_models:
+            hetero = nm == "heteroscedastic"
+            cands += [(ps, ns, wf, hetero) for ps in prior_scales for ns in noise_shapes
+                      for wf in (hetero_widths if hetero else width_factors)
+                      if candidate_key(ps, ns, wf, hetero) != fixed_key]  # fmt: skip
     cand_keys = [candidate_key(*c) for c in cands]
 
     out = Path(args.out) if args.out else (QUICK_OUT if args.quick else DEFAULT_OUT)
@@ -775,13 +819,13 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
             X, y, Xt, yt, n_hidden = load_uci(name, k, root)
             rec.update(n_train=int(X.shape[0]), n_test=int(Xt.shape[0]), n_hidden=n_hidden,
                        seed=seed + k)  # fmt: skip
-            for ps, ns, wf in todo:
-                key = candidate_key(ps, ns, wf)
+            for ps, ns, wf, hetero in todo:
+                key = candidate_key(ps, ns, wf, hetero)
                 try:
                     r = run_fit(X, y.ravel(), Xt, yt.ravel(), n_hidden, ps, ns, particles,
                                 steps, seed + k, integration_steps,
                                 progress=args.progress and not args.quiet,
-                                width_factor=wf)  # fmt: skip
+                                width_factor=wf, heteroscedastic=hetero)  # fmt: skip
                 except Exception as e:  # a failed fit must not lose the run so far
                     failures += 1
                     print(f"{name} split {k} {key}: FAILED: {type(e).__name__}: {e}",

@@ -448,6 +448,7 @@ def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dic
             "prior": cfg["prior"],
             "prior_scale": cfg["prior_scale"],
             "learns_noise": bool(result.model.learns_noise),
+            "heteroscedastic": bool(result.model.heteroscedastic),
             "standardization": {
                 "enabled": cfg["standardize"],
                 "x_mean": result.x_scaler.mean,

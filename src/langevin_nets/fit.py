@@ -210,7 +210,7 @@ def _pit(pred: Any, y_std: np.ndarray) -> np.ndarray:
     from scipy.special import ndtr
 
     mu = np.asarray(pred.samples)[..., 0]  # (S, n)
-    sigma = np.asarray(pred.sigma)[:, None]
+    sigma = np.asarray(pred.noise)[..., 0]  # (S, n)
     w = np.asarray(pred.weights)[:, None]
     return np.sum(w * ndtr((y_std[None, :] - mu) / sigma), axis=0)
 
@@ -350,6 +350,7 @@ def fit(
     prior_scale: float = 1.0,
     noise_shape: float = 1.0,
     noise_std: float | None = None,
+    heteroscedastic: bool = False,
     standardize: bool = True,
     particles: int = 128,
     stages: int | None = None,
@@ -403,6 +404,9 @@ def fit(
         ignored when ``noise_std`` is given.
     noise_std : float, optional
         Fixed noise standard deviation in the target's original units.
+    heteroscedastic : bool
+        Let the noise level depend on the input (see
+        :class:`~langevin_nets.model.BayesianMLP`); needs a learned noise level.
     standardize : bool
         Standardise inputs and target with the training statistics.
     particles, steps, ess_threshold, resampling
@@ -469,7 +473,8 @@ def fit(
     given = dict(
         method=method, hidden=hidden, activation=activation, prior=prior,
         prior_scale=prior_scale, noise_shape=noise_shape if noise_std is None else None,
-        noise_std=noise_std, standardize=standardize, particles=particles, stages=stages,
+        noise_std=noise_std, heteroscedastic=heteroscedastic, standardize=standardize,
+        particles=particles, stages=stages,
         batch_size=batch_size, steps=steps, integration_steps=integration_steps,
         target_ess=target_ess, ess_threshold=ess_threshold, resampling=resampling,
         waste_free=waste_free, samples=samples, burnin=burnin, thin=thin, chains=chains,
@@ -604,6 +609,7 @@ def _run(
         prior_scale=cfg["prior_scale"],
         noise_shape=cfg["noise_shape"],
         noise_std=noise_std,
+        heteroscedastic=cfg["heteroscedastic"],
     )
     posterior = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]),
                                 data_chunk=cfg["data_chunk"])  # fmt: skip

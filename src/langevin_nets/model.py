@@ -4,6 +4,10 @@ Positions are flat 1-D arrays everywhere in the library. With a learned noise
 level, ``position[0]`` is ``log(sigma)`` and the rest are the network weights
 raveled in layer order (``W_0, b_0, W_1, b_1, ...``); with a fixed noise level
 the position holds the weights alone.
+
+A heteroscedastic model's network has twice as many outputs: the first ``d_out``
+are the mean, the last ``d_out`` a log-scale offset ``g(x)`` of the noise, whose
+standard deviation at ``x`` is ``sigma * exp(g(x))``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ class BayesianMLP:
     network : Network, optional
         Replace the dense MLP by another ``(init, apply)`` pair with the same
         parameter structure conventions (prior scales are then all ``prior_scale``).
+        With ``heteroscedastic=True`` it must have ``2 * d_out`` outputs.
+    heteroscedastic : bool
+        Let the noise level depend on the input: the network gets ``d_out`` more
+        outputs ``g(x)``, with the same prior as the mean's, and the noise standard
+        deviation at ``x`` is ``sigma * exp(g(x))``. ``sigma`` keeps its Gamma prior and
+        is the noise level where ``g(x) = 0``. Needs a learned noise level.
     """
 
     def __init__(
@@ -61,8 +71,16 @@ class BayesianMLP:
         noise_shape: float = 1.0,
         noise_std: float | None = None,
         network: Network | None = None,
+        heteroscedastic: bool = False,
     ) -> None:
         self.layer_sizes = validate_layer_sizes(layer_sizes)
+        if not isinstance(heteroscedastic, bool | np.bool_):
+            raise TypeError(f"heteroscedastic must be True or False, got {heteroscedastic!r}")
+        self.heteroscedastic = bool(heteroscedastic)
+        if self.heteroscedastic and noise_std is not None:
+            raise ValueError(
+                "heteroscedastic=True learns the noise level; it cannot take a fixed noise_std"
+            )
         get_activation(activation)
         self.activation = activation
         self.prior = choice(prior, "prior", PRIORS)
@@ -70,10 +88,23 @@ class BayesianMLP:
         self.noise_shape = positive_float(noise_shape, "noise_shape")
         self.noise_std = None if noise_std is None else positive_float(noise_std, "noise_std")
         self._default_network = network is None
-        self.network = network if network is not None else mlp(self.layer_sizes, activation)
+        d_out = self.layer_sizes[-1]
+        # The network's outputs: the mean, and with heteroscedastic noise its log-scale offset.
+        self._num_outputs = 2 * d_out if self.heteroscedastic else d_out
+        sizes = (*self.layer_sizes[:-1], self._num_outputs)
+        self.network = network if network is not None else mlp(sizes, activation)
 
         # Shapes only: eval_shape avoids running (and compiling) init op by op.
         shapes = jax.eval_shape(self.network.init, jax.random.PRNGKey(0))
+        if self.heteroscedastic and network is not None:
+            x = jax.ShapeDtypeStruct((1, self.layer_sizes[0]), jnp.float32)
+            out = jax.eval_shape(self.network.apply, shapes, x)
+            if out.shape[-1] != self._num_outputs:
+                raise ValueError(
+                    f"a heteroscedastic model's network must have 2 * d_out = "
+                    f"{self._num_outputs} outputs (mean and log noise offset), "
+                    f"got {out.shape[-1]}"
+                )
         template = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), shapes)
         self._template = template
         flat, self._unravel = ravel_pytree(template)
@@ -111,8 +142,28 @@ class BayesianMLP:
         return jnp.exp(position[0])
 
     def mean(self, position: Array, X: Array) -> Array:
-        """Network output ``(n, d_out)`` at ``position`` for inputs ``X`` ``(n, d_in)``."""
-        return self.network.apply(self.unravel(position), X)
+        """Network output ``(n, d_out)`` at ``position`` for inputs ``X`` ``(n, d_in)``.
+
+        For a heteroscedastic model, the mean outputs only (the first ``d_out``).
+        """
+        out = self.network.apply(self.unravel(position), X)
+        return out[..., : self.layer_sizes[-1]] if self.heteroscedastic else out
+
+    def noise_level(self, position: Array, X: Array) -> Array:
+        """The noise standard deviation at each input: ``(n, d_out)``.
+
+        ``sigma(position)`` everywhere unless the model is heteroscedastic.
+        """
+        return self.mean_and_noise(position, X)[1]
+
+    def mean_and_noise(self, position: Array, X: Array) -> tuple[Array, Array]:
+        """``(mean, noise_level)`` at inputs ``X``, both ``(n, d_out)``, from one pass."""
+        out = self.network.apply(self.unravel(position), X)
+        sigma = self.sigma(position)
+        if not self.heteroscedastic:
+            return out, jnp.broadcast_to(sigma, out.shape)
+        d_out = self.layer_sizes[-1]
+        return out[..., :d_out], sigma * jnp.exp(out[..., d_out:])
 
     def parameter_names(self) -> list[str]:
         """Names of the flat coordinates, e.g. ``log_sigma``, ``W_0[0,3]``, ``b_1[0]``."""
@@ -154,6 +205,14 @@ class BayesianMLP:
 
     def loglikelihood_per_datum(self, position: Array, X: Array, y: Array) -> Array:
         """Gaussian log-likelihood of each row of ``(X, y)``, summed over outputs: ``(n,)``."""
+        if self.heteroscedastic:
+            out = self.network.apply(self.unravel(position), X)
+            d_out = self.layer_sizes[-1]
+            mu = out[..., :d_out]
+            # log of the noise level, kept in log space: no exp/log round trip.
+            log_sigma = position[0] + out[..., d_out:]
+            r = (y - mu) * jnp.exp(-log_sigma)
+            return jnp.sum(-0.5 * r * r - log_sigma - 0.5 * _LOG_2PI, axis=-1)
         mu = self.mean(position, X)
         sigma = self.sigma(position)
         r = (y - mu) / sigma
@@ -196,8 +255,14 @@ class BayesianMLP:
         activation = self.activation if isinstance(self.activation, str) else id(self.activation)
         network = None if self._default_network else id(self.network)
         return (
-            self.layer_sizes, activation, self.prior, self.prior_scale, self.noise_shape,
-            self.noise_std, network,
+            self.layer_sizes,
+            activation,
+            self.prior,
+            self.prior_scale,
+            self.noise_shape,
+            self.noise_std,
+            network,
+            self.heteroscedastic,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -214,9 +279,10 @@ class BayesianMLP:
         noise = (
             f"noise_std={self.noise_std}" if self.noise_std else f"noise_shape={self.noise_shape}"
         )
+        hetero = ", heteroscedastic=True" if self.heteroscedastic else ""
         return (
             f"BayesianMLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
-            f"prior={self.prior!r}, prior_scale={self.prior_scale}, {noise})"
+            f"prior={self.prior!r}, prior_scale={self.prior_scale}, {noise}{hetero})"
         )
 
 

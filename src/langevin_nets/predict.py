@@ -46,14 +46,14 @@ def _positions_and_log_weights(samples: Any, log_weights: Any, dim: int) -> tupl
 
 @jax.jit
 def _mixture_quantile(q: Array, mu: Array, sigma: Array, w: Array) -> Array:
-    """Quantile ``q`` of the Gaussian mixture sum_s w_s N(mu[s, i], sigma_s) per point i."""
-    lo = jnp.min(mu - 10.0 * sigma[:, None], axis=0)
-    hi = jnp.max(mu + 10.0 * sigma[:, None], axis=0)
+    """Quantile ``q`` of the Gaussian mixture sum_s w_s N(mu[s, i], sigma[s, i]) per point i."""
+    lo = jnp.min(mu - 10.0 * sigma, axis=0)
+    hi = jnp.max(mu + 10.0 * sigma, axis=0)
 
     def body(_, bounds):
         lo, hi = bounds
         mid = 0.5 * (lo + hi)
-        cdf = jnp.sum(w[:, None] * norm.cdf((mid[None, :] - mu) / sigma[:, None]), axis=0)
+        cdf = jnp.sum(w[:, None] * norm.cdf((mid[None, :] - mu) / sigma), axis=0)
         below = cdf < q
         return jnp.where(below, mid, lo), jnp.where(below, hi, mid)
 
@@ -85,8 +85,10 @@ class Prediction:
         Standard deviation of the network output alone (epistemic).
     samples : array ``(S, n, d_out)``
         Network outputs for each sample.
-    sigma : array ``(S,)``
-        Noise level for each sample.
+    sigma : array ``(S,)`` or ``(S, n, d_out)``
+        Noise level for each sample; per sample and point for a heteroscedastic model.
+    noise : array ``(S, n, d_out)``
+        The noise standard deviation of each sample at each point (``sigma`` broadcast).
     weights : array ``(S,)``
         Normalised sample weights.
     """
@@ -94,12 +96,16 @@ class Prediction:
     def __init__(self, mu: Array, sigma: Array, log_weights: Array) -> None:
         self.samples = mu
         self.sigma = sigma
+        sigma = jnp.asarray(sigma)
+        if sigma.ndim == 1:
+            sigma = sigma[:, None, None]
+        self.noise = jnp.broadcast_to(sigma, mu.shape)
         self.log_weights = log_weights
         self.weights = jnp.exp(log_weights)
         w = self.weights[:, None, None]
         m = jnp.sum(w * mu, axis=0)
         var_f = jnp.sum(w * (mu - m) ** 2, axis=0)
-        var_noise = jnp.sum(self.weights * sigma**2)
+        var_noise = jnp.sum(w * self.noise**2, axis=0)
         self._single = mu.shape[-1] == 1
         self.mean = self._shape(m)
         self.std_without_noise = self._shape(jnp.sqrt(var_f))
@@ -127,7 +133,8 @@ class Prediction:
         flat = jnp.moveaxis(self.samples, -1, 1).reshape(S, n * d_out)
         qs = (0.5 * (1 - level), 0.5 * (1 + level))
         if noise:
-            bounds = [_mixture_quantile(q, flat, self.sigma, self.weights) for q in qs]
+            scale = jnp.moveaxis(self.noise, -1, 1).reshape(S, n * d_out)
+            bounds = [_mixture_quantile(q, flat, scale, self.weights) for q in qs]
         else:
             bounds = [_weighted_quantile(q, flat, self.weights) for q in qs]
         lo, hi = (b.reshape(d_out, n).T for b in bounds)
@@ -136,7 +143,7 @@ class Prediction:
     def pointwise_log_predictive_density(self, y: Any) -> Array:
         """``log sum_s W_s p(y_i | theta_s)`` for each row ``i``: shape ``(n,)``."""
         yy = self._targets(y)
-        ll = jnp.sum(norm.logpdf(yy[None], self.samples, self.sigma[:, None, None]), axis=-1)
+        ll = jnp.sum(norm.logpdf(yy[None], self.samples, self.noise), axis=-1)
         return logsumexp(self.log_weights[:, None] + ll, axis=0)
 
     def log_predictive_density(self, y: Any) -> float:
@@ -159,11 +166,16 @@ class Prediction:
 
 
 def _outputs_fn(model: Any) -> Any:
-    """A jitted ``(positions, X) -> (outputs, sigma)`` cached on the model."""
+    """A jitted ``(positions, X) -> (outputs, sigma)`` cached on the model.
+
+    ``sigma`` is ``(S,)``, or ``(S, n, d_out)`` for a heteroscedastic model.
+    """
     fn = getattr(model, "_predict_outputs", None)
     if fn is None:
 
         def outputs(positions: Array, X: Array) -> tuple[Array, Array]:
+            if getattr(model, "heteroscedastic", False):
+                return jax.vmap(lambda p: model.mean_and_noise(p, X))(positions)
             mu = jax.vmap(lambda p: model.mean(p, X))(positions)
             return mu, jax.vmap(model.sigma)(positions)
 

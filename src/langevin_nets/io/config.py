@@ -101,6 +101,9 @@ OPTIONS: tuple[Option, ...] = (
            "fix the noise standard deviation (target's units) instead of learning it "
            "(default: learned)", "model",
            metavar="S"),
+    Option("heteroscedastic", False, "bool",
+           "let the noise level depend on the input: the network predicts a log-scale "
+           "offset of sigma per point (needs a learned noise level)", "model"),
     Option("standardize", True, "bool",
            "standardise inputs and target with the training statistics", "model"),
     # -- method ---------------------------------------------------------------------------
@@ -493,6 +496,11 @@ def validate(
         raise InputError(
             f"give either {label('noise_shape')} (learn the noise level) or "
             f"{label('noise_std')} (fix it), not both"
+        )
+    if out.get("heteroscedastic") and "noise_std" in given:
+        raise InputError(
+            f"{label('heteroscedastic')} learns the noise level; it cannot be combined with "
+            f"{label('noise_std')}"
         )
     if "test" in keys and out.get("test") is not None and out.get("test_fraction") is not None:
         raise InputError(

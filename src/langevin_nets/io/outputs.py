@@ -211,6 +211,19 @@ def write_predictions(
 # -- posterior.nc --------------------------------------------------------------------------------
 
 
+def _mean_and_noise(model: Any, flat: np.ndarray, X: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and noise level of the first output for each draw: two ``(draws, n)`` arrays."""
+    import jax
+    import jax.numpy as jnp
+
+    def one(p: Any) -> tuple[Any, Any]:
+        mu, noise = model.mean_and_noise(p, X)
+        return mu[:, 0], noise[:, 0]
+
+    mu, noise = jax.vmap(one)(jnp.asarray(flat))
+    return np.asarray(mu), np.asarray(noise)
+
+
 def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> Any:
     """An ArviZ InferenceData of a :class:`~langevin_nets.fit.FitResult`.
 
@@ -237,7 +250,8 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
         dims[f"W_{layer}"] = [a, b]
         dims[f"b_{layer}"] = [b]
         coords[a] = np.arange(layer_sizes[layer])
-        coords[b] = np.arange(layer_sizes[layer + 1])
+        # The network's own width: a heteroscedastic model's last layer has 2 * d_out.
+        coords[b] = np.arange(post[f"b_{layer}"].shape[-1])
     coords["layer0_in"] = list(result.feature_names)
     s_y, m_y = float(result.y_scaler.scale[0]), float(result.y_scaler.mean[0])
     flat = draws.reshape(C * D, dim)
@@ -254,9 +268,9 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
         ys = jnp.asarray(result.y_scaler.transform(y[:, None]), dtype=flat.dtype)
         ll = jax.vmap(lambda p: model.loglikelihood_per_datum(p, Xs, ys))(jnp.asarray(flat))
         ll = np.asarray(ll).reshape(C, D, n) - math.log(s_y)
-        mu = np.asarray(jax.vmap(lambda p: model.mean(p, Xs)[:, 0])(jnp.asarray(flat)))
+        mu, noise = _mean_and_noise(model, flat, Xs)
         rng = np.random.default_rng(result.config["seed"])
-        y_rep = (mu + sigma.reshape(-1, 1) * rng.standard_normal(mu.shape)) * s_y + m_y
+        y_rep = (mu + noise * rng.standard_normal(mu.shape)) * s_y + m_y
         groups["log_likelihood"] = {result.target_name: ll}
         groups["posterior_predictive"] = {result.target_name: y_rep.reshape(C, D, n)}
         sample_stats["lp"] = lp + ll.sum(axis=-1)
@@ -282,9 +296,9 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
     if X_test is not None and C * D * X_test.shape[0] <= MAX_POINTWISE:
         # Predictions follow the stored (equal-weight) draws.
         Xt = jnp.asarray(result.x_scaler.transform(X_test), dtype=flat.dtype)
-        mu_t = np.asarray(jax.vmap(lambda p: model.mean(p, Xt)[:, 0])(jnp.asarray(flat)))
+        mu_t, noise_t = _mean_and_noise(model, flat, Xt)
         rng = np.random.default_rng(result.config["seed"] + 1)
-        y_new = (mu_t + sigma.reshape(-1, 1) * rng.standard_normal(mu_t.shape)) * s_y + m_y
+        y_new = (mu_t + noise_t * rng.standard_normal(mu_t.shape)) * s_y + m_y
         kwargs["predictions"] = {result.target_name: y_new.reshape(C, D, -1)}
         kwargs["pred_dims"] = {result.target_name: ["test_obs"]}
         kwargs["pred_coords"] = {"test_obs": np.arange(X_test.shape[0])}

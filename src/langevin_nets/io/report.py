@@ -77,7 +77,9 @@ def _trace_panels(axes: Any, result: Any) -> None:
     thin = int(result.config["thin"])
     draws = {"log posterior density": np.asarray(tr.logdensity).reshape(C, -1)}
     if result.model.learns_noise:
-        draws[f"noise sigma ({result.target_name} units)"] = (
+        # A heteroscedastic model's sigma is the level where its noise head outputs zero.
+        where = ", at g(x) = 0" if getattr(result.model, "heteroscedastic", False) else ""
+        draws[f"noise sigma ({result.target_name} units{where})"] = (
             np.exp(result.draws[..., 0]) * float(result.y_scaler.scale[0])
         )
     else:
