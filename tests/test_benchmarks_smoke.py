@@ -147,24 +147,39 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert again["runs"]["yacht"]["0"]["candidates"] == split["candidates"]
     assert len(again["invocations"]) == 1  # a run that fitted nothing is not recorded
 
-    # A width candidate by evidence: only the new candidate is fitted (25 units, half the
-    # protocol's 50), and the selected row is the candidate of higher log evidence.
+    # Width and noise-model candidates by evidence: only the new candidates are fitted (25
+    # units, half the protocol's 50; heteroscedastic at 25 units only), and the selected row
+    # is the candidate of highest log evidence.
     proc = subprocess.run(cmd + ["--select-by-evidence", "--prior-scales", "1",
-                                 "--width-factors", "0.5,1"],
+                                 "--width-factors", "0.5,1",
+                                 "--noise-models", "homoscedastic,heteroscedastic",
+                                 "--hetero-width-factors", "0.5"],
                           cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     third = json.loads(out.read_text())
     cands = third["runs"]["yacht"]["0"]["candidates"]
     fixed_key, half_key = "prior_scale=1,noise_shape=1", "prior_scale=1,noise_shape=1,width=0.5x"
-    assert set(cands) == {fixed_key, half_key}
+    hetero_key = half_key + ",heteroscedastic"
+    assert set(cands) == {fixed_key, half_key, hetero_key}
     assert cands[fixed_key] == split["candidates"][fixed_key]
     assert cands[half_key]["hidden_units"] == 25 and cands[half_key]["width_factor"] == 0.5
-    assert math.isfinite(cands[half_key]["log_evidence"])
+    assert cands[hetero_key]["hidden_units"] == 25 and cands[hetero_key]["heteroscedastic"]
+    assert not cands[half_key]["heteroscedastic"]
+    for key in (half_key, hetero_key):
+        assert math.isfinite(cands[key]["log_evidence"])
+        assert math.isfinite(cands[key]["test_log_likelihood"])
     best = max(cands, key=lambda k: cands[k]["log_evidence"])
     sel = third["aggregate"]["yacht"]["evidence_selected"]
-    assert sel["chosen"] == {"0": best} and third["candidates"] == [fixed_key, half_key]
+    assert sel["chosen"] == {"0": best}
+    assert third["candidates"] == [fixed_key, half_key, hetero_key]
     assert sel["test_log_likelihood"]["mean"] == cands[best]["test_log_likelihood"]
-    assert f"`{half_key}`" in md.read_text()
+    assert f"`{half_key}`" in md.read_text() and "*heteroscedastic*" in md.read_text()
+
+    # An unknown noise model is one clear error line.
+    proc = subprocess.run(cmd + ["--select-by-evidence", "--noise-models", "hetero"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 2
+    assert "--noise-models must be a comma-separated list of homoscedastic" in proc.stderr
 
 
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
