@@ -255,15 +255,9 @@ class BayesianMLP:
         activation = self.activation if isinstance(self.activation, str) else id(self.activation)
         network = None if self._default_network else id(self.network)
         return (
-            self.layer_sizes,
-            activation,
-            self.prior,
-            self.prior_scale,
-            self.noise_shape,
-            self.noise_std,
-            network,
-            self.heteroscedastic,
-        )
+            self.layer_sizes, activation, self.prior, self.prior_scale, self.noise_shape,
+            self.noise_std, network, self.heteroscedastic,
+        )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
         # Equal models give the same densities: a compiled sampler for one is reused for the
