@@ -227,3 +227,29 @@ def test_cli_fit_writes_per_point_noise(tmp_path: Path, capsys) -> None:
     assert "log_likelihood" in idata.groups() and "posterior_predictive" in idata.groups()
     assert np.all(np.isfinite(idata.posterior_predictive["y"].values))
     assert "heteroscedastic = true" in (out / "config.toml").read_text()
+
+
+def test_a_discrete_target_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    import langevin_nets.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "_run", lambda *a, **k: None)
+    X = np.linspace(0, 1, 60)[:, None]
+    grades = np.arange(60) % 6  # six values, like wine quality
+    with pytest.warns(fit_module.DiscreteTargetWarning, match="only 6 distinct values"):
+        fit_module.fit(X, grades, heteroscedastic=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fit_module.DiscreteTargetWarning)
+        fit_module.fit(X, grades, heteroscedastic=False)  # one noise level: no collapse
+        fit_module.fit(X, X[:, 0] ** 2, heteroscedastic=True)  # continuous
+
+
+def test_cli_warns_once_about_a_discrete_target(tmp_path: Path, capsys) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("x,y\n" + "".join(f"{i / 30},{i % 3}\n" for i in range(30)))
+    rc = main(["fit", "--data", str(data), "--heteroscedastic", "--hidden", "2",
+               "--particles", "8", "--steps", "1", "--integration-steps", "2",
+               "--out", str(tmp_path / "run")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    lines = [ln_ for ln_ in err.splitlines() if "distinct values" in ln_]
+    assert len(lines) == 1 and lines[0].startswith("warning: the target takes only 3")

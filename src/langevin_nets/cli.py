@@ -356,7 +356,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         X, y, X_test, y_test, split_info = _holdout(X, y, cfg["test_fraction"], cfg["seed"])
     _warn_ignored(cfg, set(options))
 
-    from langevin_nets.fit import fit, import_smc
+    from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message, fit, import_smc
 
     if cfg["method"] != "langevin":
         import_smc()
@@ -369,12 +369,18 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from langevin_nets.checkpoint import CheckpointError
 
     own_ckpt, scratch = _process_checkpoint(ckpt, cfg, main_process)
+    discrete = discrete_target_message(y, cfg["heteroscedastic"])
+    if discrete is not None:
+        _warn(discrete, cfg["quiet"])
     try:
-        result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
-                     progress=not cfg["quiet"],
-                     feature_names=ds.features, target_name=ds.target, checkpoint=own_ckpt,
-                     checkpoint_every=cfg["checkpoint_every"],
-                     resume=cfg["resume"])  # fmt: skip
+        with warnings.catch_warnings():
+            # Said once above, on the command line's one-line form.
+            warnings.simplefilter("ignore", DiscreteTargetWarning)
+            result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
+                         progress=not cfg["quiet"],
+                         feature_names=ds.features, target_name=ds.target, checkpoint=own_ckpt,
+                         checkpoint_every=cfg["checkpoint_every"],
+                         resume=cfg["resume"])  # fmt: skip
     except CheckpointError as e:
         raise InputError(f"{e} (--resume)") from None
     finally:
@@ -610,7 +616,7 @@ def cmd_uci(args: argparse.Namespace) -> int:
     cfg["out"] = str(out.path)
     _warn_ignored(cfg, set(options))
 
-    from langevin_nets.fit import fit, import_smc
+    from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message, fit, import_smc
 
     if cfg["method"] != "langevin":
         import_smc()
@@ -625,7 +631,12 @@ def cmd_uci(args: argparse.Namespace) -> int:
     for k in splits:
         X, y, Xt, yt, _ = _uci_call(load_uci, args.name, k, data_dir)
         y, yt = y.reshape(-1), yt.reshape(-1)
-        res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
+        discrete = discrete_target_message(y, cfg["heteroscedastic"])
+        if discrete is not None and k == splits[0]:
+            _warn(discrete, quiet)  # once, not for every split
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DiscreteTargetWarning)
+            res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
         row = {
             "split": k,
             "n_train": int(X.shape[0]),

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -318,6 +319,34 @@ def check_magnitudes(
             )
 
 
+#: A target with at most this many distinct values counts as discrete.
+DISCRETE_TARGET_VALUES = 20
+
+
+class DiscreteTargetWarning(UserWarning):
+    """A heteroscedastic model is fitted to a target that takes few distinct values."""
+
+
+def discrete_target_message(y: np.ndarray, heteroscedastic: bool) -> str | None:
+    """The warning for a heteroscedastic fit of a discrete target, or ``None``.
+
+    A Gaussian whose noise level depends on the input can shrink it towards zero where the
+    training targets share one value; its likelihood, and its log evidence, then grow
+    without telling anything about new data, whose targets there may differ.
+    """
+    if not heteroscedastic:
+        return None
+    n_values = np.unique(y).size
+    if n_values > DISCRETE_TARGET_VALUES:
+        return None
+    return (
+        f"the target takes only {n_values} distinct values: a heteroscedastic Gaussian can "
+        "shrink its noise towards zero where the training targets agree, and then overstate "
+        "its confidence on new data (its log evidence may favour it all the same); consider "
+        "the homoscedastic model"
+    )
+
+
 class SMCUnavailableError(RuntimeError):
     """An SMC method was asked for but :mod:`langevin_nets.smc` cannot be imported."""
 
@@ -495,6 +524,9 @@ def fit(
         cfg["devices"] = devices
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
     check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
+    discrete = discrete_target_message(y, cfg["heteroscedastic"])
+    if discrete is not None:
+        warnings.warn(discrete, DiscreteTargetWarning, stacklevel=2)
     d = X.shape[1]
     if feature_names is None:
         feature_names = tuple(f"x{j}" for j in range(d))
