@@ -469,6 +469,31 @@ def select_by_evidence(split_rec: dict[str, Any], keys: Sequence[str]) -> str | 
     return max(scored)[2]
 
 
+#: The aggregate row of the evidence selection among the homoscedastic candidates alone.
+HOMO_ROW = "evidence_selected_homoscedastic"
+
+
+def _selected_row(runs: dict[str, Any], splits: Sequence[str], keys: Sequence[str]
+                  ) -> dict[str, Any]:  # fmt: skip
+    """The evidence-selected row among ``keys`` over the splits that ran them all."""
+    chosen = []
+    for s in splits:
+        k = select_by_evidence(runs[s], keys)
+        if k is not None:
+            rec = runs[s]["candidates"]
+            chosen.append((int(s), k, rec[k], sum(rec[c]["wall_seconds"] for c in keys)))
+    return {
+        "candidates": list(keys),
+        "splits": [c[0] for c in chosen],
+        "chosen": {str(c[0]): c[1] for c in chosen},
+        "test_rmse": mean_se([c[2]["test_rmse"] for c in chosen]),
+        "test_log_likelihood": mean_se([c[2]["test_log_likelihood"] for c in chosen]),
+        "test_coverage_90": mean_se([c[2]["test_coverage_90"] for c in chosen]),
+        # All candidates are fitted, so a split costs their sum.
+        "wall_seconds": mean_se([c[3] for c in chosen]),
+    }
+
+
 def aggregate(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence[str]
               ) -> dict[str, Any]:  # fmt: skip
     """Per data set: the fixed-recipe and evidence-selected rows over the splits done."""
@@ -490,34 +515,21 @@ def aggregate(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence
             }
         }
         if len(cand_keys) > 1:
-            chosen = []
-            for s in splits:
-                k = select_by_evidence(runs[s], cand_keys)
-                if k is not None:
-                    rec = runs[s]["candidates"]
-                    chosen.append((int(s), k, rec[k],
-                                   sum(rec[c]["wall_seconds"] for c in cand_keys)))  # fmt: skip
-            entry["evidence_selected"] = {
-                "candidates": list(cand_keys),
-                "splits": [c[0] for c in chosen],
-                "chosen": {str(c[0]): c[1] for c in chosen},
-                "test_rmse": mean_se([c[2]["test_rmse"] for c in chosen]),
-                "test_log_likelihood": mean_se([c[2]["test_log_likelihood"] for c in chosen]),
-                "test_coverage_90": mean_se([c[2]["test_coverage_90"] for c in chosen]),
-                # All candidates are fitted, so a split costs their sum.
-                "wall_seconds": mean_se([c[3] for c in chosen]),
-            }
+            entry["evidence_selected"] = _selected_row(runs, splits, cand_keys)
+        homo_keys = [k for k in cand_keys if not k.endswith("heteroscedastic")]
+        if 1 < len(homo_keys) < len(cand_keys):
+            # The same selection without the heteroscedastic candidates: what they changed.
+            entry[HOMO_ROW] = _selected_row(runs, splits, homo_keys)
         ll = entry["fixed"]["test_log_likelihood"]
         pub = PUBLISHED.get(name)
         if ll is not None and pub is not None:
             best = max(v[1] for v in pub.values())
             entry["best_published_log_likelihood"] = best
             entry["fixed"]["beats_every_published_log_likelihood"] = ll["mean"] > best
-            sel = entry.get("evidence_selected", {}).get("test_log_likelihood")
-            if sel is not None:
-                entry["evidence_selected"]["beats_every_published_log_likelihood"] = (
-                    sel["mean"] > best
-                )
+            for row in ("evidence_selected", HOMO_ROW):
+                sel = entry.get(row, {}).get("test_log_likelihood")
+                if sel is not None:
+                    entry[row]["beats_every_published_log_likelihood"] = sel["mean"] > best
         out[name] = entry
     return out
 
@@ -541,10 +553,10 @@ def _splits_text(splits: Sequence[int]) -> str:
     return ",".join(str(k) for k in s)
 
 
-def _selected(a: dict[str, Any], metric: str, spec: str) -> str:
+def _selected(a: dict[str, Any], metric: str, spec: str, row: str = "evidence_selected") -> str:
     """The evidence-selected cell; its splits in brackets when they are not the fixed row's
     (a data set whose other candidates ran on only some splits)."""
-    es = a.get("evidence_selected", {})
+    es = a.get(row, {})
     text = _pm(es.get(metric), spec)
     if es.get(metric) is not None and sorted(es["splits"]) != sorted(a["fixed"]["splits"]):
         text += f" [{_splits_text(es['splits'])}]"
@@ -557,11 +569,14 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
     headings of ``level``; also rendered into the README by ``make_tables.py``."""
     agg = data["aggregate"]
     sel_on = len(cand_keys) > 1
+    homo_on = any(HOMO_ROW in agg[name] for name in datasets)
     h = "#" * level
     lines: list[str] = [f"{h} Test log-likelihood (higher is better)", ""]
     head = ["data set", "splits", "ours, fixed"]
     if sel_on:
         head.append("ours, evidence-selected")
+    if homo_on:
+        head.append("ours, selected among homoscedastic only")
     head += ["BlackJAX SMC (elsewhere)"] + list(PUBLISHED_LABELS.values())
     head.append("beats every published?")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -576,6 +591,8 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
                _pm(a["fixed"]["test_log_likelihood"], ".3f")]  # fmt: skip
         if sel_on:
             row.append(_selected(a, "test_log_likelihood", ".3f"))
+        if homo_on:
+            row.append(_selected(a, "test_log_likelihood", ".3f", HOMO_ROW))
         row.append(bj_text)
         best = max((v[1] for v in pub.values()), default=None)
         for k in PUBLISHED_LABELS:
@@ -585,16 +602,18 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
         if a["fixed"].get("beats_every_published_log_likelihood") is not None:
             verdict.append("fixed: " + ("yes" if a["fixed"]["beats_every_published_log_likelihood"]
                                         else "no"))  # fmt: skip
-        es = a.get("evidence_selected", {})
-        if es.get("beats_every_published_log_likelihood") is not None:
-            verdict.append("selected: " + ("yes" if es["beats_every_published_log_likelihood"]
-                                           else "no"))  # fmt: skip
+        for key, label in (("evidence_selected", "selected"), (HOMO_ROW, "homoscedastic")):
+            beats = a.get(key, {}).get("beats_every_published_log_likelihood")
+            if beats is not None:
+                verdict.append(f"{label}: " + ("yes" if beats else "no"))
         row.append("; ".join(verdict) or "–")
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"{h} Test RMSE (lower is better)", ""]
     head = ["data set", "splits", "ours, fixed"]
     if sel_on:
         head.append("ours, evidence-selected")
+    if homo_on:
+        head.append("ours, selected among homoscedastic only")
     head += list(PUBLISHED_LABELS.values()) + ["linear model"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in datasets:
@@ -603,6 +622,8 @@ def summary_tables(data: dict[str, Any], datasets: Sequence[str], cand_keys: Seq
         row = [name, _splits_text(a["fixed"]["splits"]), _pm(a["fixed"]["test_rmse"], ".3f")]
         if sel_on:
             row.append(_selected(a, "test_rmse", ".3f"))
+        if homo_on:
+            row.append(_selected(a, "test_rmse", ".3f", HOMO_ROW))
         row += ["–" if pub.get(k) is None else f"{pub[k][0]:.2f}" for k in PUBLISHED_LABELS]
         lin = LINEAR_BASELINE.get(name)
         row.append("–" if lin is None else f"{lin[0]:.3g}")

@@ -174,6 +174,11 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert third["candidates"] == [fixed_key, half_key, hetero_key]
     assert sel["test_log_likelihood"]["mean"] == cands[best]["test_log_likelihood"]
     assert f"`{half_key}`" in md.read_text() and "*heteroscedastic*" in md.read_text()
+    # Beside it, the selection among the homoscedastic candidates alone.
+    homo = third["aggregate"]["yacht"]["evidence_selected_homoscedastic"]
+    homo_best = max((fixed_key, half_key), key=lambda k: cands[k]["log_evidence"])
+    assert homo["chosen"] == {"0": homo_best} and homo["candidates"] == [fixed_key, half_key]
+    assert "selected among homoscedastic only" in md.read_text()
 
     # An unknown noise model is one clear error line.
     proc = subprocess.run(cmd + ["--select-by-evidence", "--noise-models", "hetero"],
