@@ -371,7 +371,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     own_ckpt, scratch = _process_checkpoint(ckpt, cfg, main_process)
     discrete = discrete_target_message(y, cfg["heteroscedastic"])
     if discrete is not None:
-        _warn(discrete, cfg["quiet"])
+        _warn(discrete, cfg["quiet"] or not main_process)  # process 0 speaks for all
     try:
         with warnings.catch_warnings():
             # Said once above, on the command line's one-line form.

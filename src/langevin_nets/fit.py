@@ -498,6 +498,12 @@ def fit(
         If an SMC method is asked for and the SMC engine is not available.
     DivergenceError
         If an unadjusted Langevin chain diverged.
+
+    Warns
+    -----
+    DiscreteTargetWarning
+        If ``heteroscedastic`` and the target takes 20 distinct values or fewer: the noise
+        can collapse where the training targets agree (see :func:`discrete_target_message`).
     """
     given = dict(
         method=method, hidden=hidden, activation=activation, prior=prior,
