@@ -146,8 +146,7 @@ class BayesianMLP:
 
         For a heteroscedastic model, the mean outputs only (the first ``d_out``).
         """
-        out = self.network.apply(self.unravel(position), X)
-        return out[..., : self.layer_sizes[-1]] if self.heteroscedastic else out
+        return self._mean_and_offset(position, X)[0]
 
     def noise_level(self, position: Array, X: Array) -> Array:
         """The noise standard deviation at each input: ``(n, d_out)``.
@@ -158,12 +157,20 @@ class BayesianMLP:
 
     def mean_and_noise(self, position: Array, X: Array) -> tuple[Array, Array]:
         """``(mean, noise_level)`` at inputs ``X``, both ``(n, d_out)``, from one pass."""
-        out = self.network.apply(self.unravel(position), X)
+        mu, g = self._mean_and_offset(position, X)
         sigma = self.sigma(position)
+        if g is None:
+            return mu, jnp.broadcast_to(sigma, mu.shape)
+        return mu, sigma * jnp.exp(g)
+
+    def _mean_and_offset(self, position: Array, X: Array) -> tuple[Array, Array | None]:
+        """The network's outputs split into the mean and the log noise offset ``g(x)``
+        (``None`` for a homoscedastic model)."""
+        out = self.network.apply(self.unravel(position), X)
         if not self.heteroscedastic:
-            return out, jnp.broadcast_to(sigma, out.shape)
+            return out, None
         d_out = self.layer_sizes[-1]
-        return out[..., :d_out], sigma * jnp.exp(out[..., d_out:])
+        return out[..., :d_out], out[..., d_out:]
 
     def parameter_names(self) -> list[str]:
         """Names of the flat coordinates, e.g. ``log_sigma``, ``W_0[0,3]``, ``b_1[0]``."""
@@ -205,15 +212,12 @@ class BayesianMLP:
 
     def loglikelihood_per_datum(self, position: Array, X: Array, y: Array) -> Array:
         """Gaussian log-likelihood of each row of ``(X, y)``, summed over outputs: ``(n,)``."""
-        if self.heteroscedastic:
-            out = self.network.apply(self.unravel(position), X)
-            d_out = self.layer_sizes[-1]
-            mu = out[..., :d_out]
+        mu, g = self._mean_and_offset(position, X)
+        if g is not None:
             # log of the noise level, kept in log space: no exp/log round trip.
-            log_sigma = position[0] + out[..., d_out:]
+            log_sigma = position[0] + g
             r = (y - mu) * jnp.exp(-log_sigma)
             return jnp.sum(-0.5 * r * r - log_sigma - 0.5 * _LOG_2PI, axis=-1)
-        mu = self.mean(position, X)
         sigma = self.sigma(position)
         r = (y - mu) / sigma
         return jnp.sum(-0.5 * r * r - jnp.log(sigma) - 0.5 * _LOG_2PI, axis=-1)
