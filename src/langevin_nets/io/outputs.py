@@ -212,16 +212,12 @@ def write_predictions(
 
 
 def _mean_and_noise(model: Any, flat: np.ndarray, X: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and noise level of the first output for each draw: two ``(draws, n)`` arrays."""
-    import jax
-    import jax.numpy as jnp
+    """Mean and noise level of the first output for each draw: two ``(draws, n)`` arrays,
+    from the predictive's own compiled program (cached on the model)."""
+    from langevin_nets.predict import predict
 
-    def one(p: Any) -> tuple[Any, Any]:
-        mu, noise = model.mean_and_noise(p, X)
-        return mu[:, 0], noise[:, 0]
-
-    mu, noise = jax.vmap(one)(jnp.asarray(flat))
-    return np.asarray(mu), np.asarray(noise)
+    pred = predict(model, flat, X)
+    return np.asarray(pred.samples[..., 0]), np.asarray(pred.noise[..., 0])
 
 
 def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None) -> Any:
