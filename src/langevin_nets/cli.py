@@ -212,6 +212,21 @@ def _quiet_warnings() -> Any:
         yield
 
 
+@contextlib.contextmanager
+def _discrete_target_said(y: Any, cfg: dict[str, Any], quiet: bool, say: bool = True
+                          ) -> Any:  # fmt: skip
+    """Say fit's discrete-target warning as one ``warning:`` line (when ``say``), and keep
+    fit from repeating it as a Python warning."""
+    from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message
+
+    message = discrete_target_message(y, cfg["heteroscedastic"])
+    if message is not None and say:
+        _warn(message, quiet)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DiscreteTargetWarning)
+        yield
+
+
 def _model_kwargs(cfg: dict[str, Any], devices: int | None) -> dict[str, Any]:
     """fit()'s keyword arguments; ``devices`` resolved by :func:`_start_processes`."""
     kw = {k: cfg[k] for k in (*MODEL_KEYS, *PARALLEL_KEYS)}
@@ -356,7 +371,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
         X, y, X_test, y_test, split_info = _holdout(X, y, cfg["test_fraction"], cfg["seed"])
     _warn_ignored(cfg, set(options))
 
-    from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message, fit, import_smc
+    from langevin_nets.fit import fit, import_smc
 
     if cfg["method"] != "langevin":
         import_smc()
@@ -369,13 +384,9 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from langevin_nets.checkpoint import CheckpointError
 
     own_ckpt, scratch = _process_checkpoint(ckpt, cfg, main_process)
-    discrete = discrete_target_message(y, cfg["heteroscedastic"])
-    if discrete is not None:
-        _warn(discrete, cfg["quiet"] or not main_process)  # process 0 speaks for all
     try:
-        with warnings.catch_warnings():
-            # Said once above, on the command line's one-line form.
-            warnings.simplefilter("ignore", DiscreteTargetWarning)
+        # Process 0 speaks for all.
+        with _discrete_target_said(y, cfg, cfg["quiet"] or not main_process):
             result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
                          progress=not cfg["quiet"],
                          feature_names=ds.features, target_name=ds.target, checkpoint=own_ckpt,
@@ -616,7 +627,7 @@ def cmd_uci(args: argparse.Namespace) -> int:
     cfg["out"] = str(out.path)
     _warn_ignored(cfg, set(options))
 
-    from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message, fit, import_smc
+    from langevin_nets.fit import fit, import_smc
 
     if cfg["method"] != "langevin":
         import_smc()
@@ -631,11 +642,8 @@ def cmd_uci(args: argparse.Namespace) -> int:
     for k in splits:
         X, y, Xt, yt, _ = _uci_call(load_uci, args.name, k, data_dir)
         y, yt = y.reshape(-1), yt.reshape(-1)
-        discrete = discrete_target_message(y, cfg["heteroscedastic"])
-        if discrete is not None and k == splits[0]:
-            _warn(discrete, quiet)  # once, not for every split
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DiscreteTargetWarning)
+        # Said once, not for every split.
+        with _discrete_target_said(y, cfg, quiet, say=k == splits[0]):
             res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
         row = {
             "split": k,
