@@ -219,7 +219,7 @@ def _discrete_target_said(y: Any, cfg: dict[str, Any], quiet: bool, say: bool = 
     fit from repeating it as a Python warning."""
     from langevin_nets.fit import DiscreteTargetWarning, discrete_target_message
 
-    message = discrete_target_message(y, cfg["heteroscedastic"])
+    message = discrete_target_message(y, cfg["heteroscedastic"], cfg["noise_floor"])
     if message is not None and say:
         _warn(message, quiet)
     with warnings.catch_warnings():
@@ -466,6 +466,8 @@ def _summary(cfg: dict[str, Any], result: Any, data_info: dict[str, Any]) -> dic
             "prior_scale": cfg["prior_scale"],
             "learns_noise": bool(result.model.learns_noise),
             "heteroscedastic": bool(result.model.heteroscedastic),
+            # In the target's units; "auto" in the config is resolved here.
+            "noise_floor": float(result.resolved.get("noise_floor", 0.0)),
             "standardization": {
                 "enabled": cfg["standardize"],
                 "x_mean": result.x_scaler.mean,

@@ -327,14 +327,18 @@ class DiscreteTargetWarning(UserWarning):
     """A heteroscedastic model is fitted to a target that takes few distinct values."""
 
 
-def discrete_target_message(y: np.ndarray, heteroscedastic: bool) -> str | None:
-    """The warning for a heteroscedastic fit of a discrete target, or ``None``.
+def discrete_target_message(
+    y: np.ndarray, heteroscedastic: bool, noise_floor: float | str = 0.0
+) -> str | None:
+    """The warning for a heteroscedastic fit of a discrete target without a noise floor,
+    or ``None``.
 
     A Gaussian whose noise level depends on the input can shrink it towards zero where the
     training targets share one value; its likelihood, and its log evidence, then grow
-    without telling anything about new data, whose targets there may differ.
+    without telling anything about new data, whose targets there may differ. A
+    ``noise_floor`` (``"auto"``: :func:`rounding_noise`) stops that.
     """
-    if not heteroscedastic:
+    if not heteroscedastic or noise_floor == "auto" or (noise_floor or 0.0) > 0.0:
         return None
     n_values = np.unique(y).size
     if n_values > DISCRETE_TARGET_VALUES:
@@ -342,9 +346,24 @@ def discrete_target_message(y: np.ndarray, heteroscedastic: bool) -> str | None:
     return (
         f"the target takes only {n_values} distinct values: a heteroscedastic Gaussian can "
         "shrink its noise towards zero where the training targets agree, and then overstate "
-        "its confidence on new data (its log evidence may favour it all the same); consider "
-        "the homoscedastic model"
+        "its confidence on new data (its log evidence may favour it all the same); give a "
+        "noise floor (noise_floor='auto', --noise-floor auto) or use the homoscedastic model"
     )
+
+
+def rounding_noise(y: Any) -> float:
+    """The standard deviation that rounding to the target's grid adds: ``h / sqrt(12)``.
+
+    ``h`` is the smallest gap between the distinct values of ``y`` when there are at most
+    :data:`DISCRETE_TARGET_VALUES` of them (a target recorded on a grid, such as a grade),
+    and the answer is 0 for a target with more values. Rounding a continuous quantity to
+    a grid of spacing ``h`` adds about ``h**2 / 12`` to its variance (Sheppard's
+    correction), so no noise level below this is supported by such data.
+    """
+    values = np.unique(np.asarray(y, dtype=float))
+    if values.size < 2 or values.size > DISCRETE_TARGET_VALUES:
+        return 0.0
+    return float(np.min(np.diff(values)) / math.sqrt(12.0))
 
 
 class SMCUnavailableError(RuntimeError):
@@ -380,6 +399,7 @@ def fit(
     noise_shape: float = 1.0,
     noise_std: float | None = None,
     heteroscedastic: bool = False,
+    noise_floor: float | str = 0.0,
     standardize: bool = True,
     particles: int = 128,
     stages: int | None = None,
@@ -436,6 +456,11 @@ def fit(
     heteroscedastic : bool
         Let the noise level depend on the input (see
         :class:`~langevin_nets.model.BayesianMLP`); needs a learned noise level.
+    noise_floor : float or "auto"
+        A noise standard deviation, in the target's original units, added in quadrature
+        to the model's (see :class:`~langevin_nets.model.BayesianMLP`). ``"auto"``: the
+        rounding noise of a target on a grid (:func:`rounding_noise`), 0 for any other
+        target; the value used is in ``FitResult.resolved["noise_floor"]``.
     standardize : bool
         Standardise inputs and target with the training statistics.
     particles, steps, ess_threshold, resampling
@@ -502,13 +527,15 @@ def fit(
     Warns
     -----
     DiscreteTargetWarning
-        If ``heteroscedastic`` and the target takes 20 distinct values or fewer: the noise
-        can collapse where the training targets agree (see :func:`discrete_target_message`).
+        If ``heteroscedastic``, without a ``noise_floor``, and the target takes 20 distinct
+        values or fewer: the noise can collapse where the training targets agree (see
+        :func:`discrete_target_message`).
     """
     given = dict(
         method=method, hidden=hidden, activation=activation, prior=prior,
         prior_scale=prior_scale, noise_shape=noise_shape if noise_std is None else None,
-        noise_std=noise_std, heteroscedastic=heteroscedastic, standardize=standardize,
+        noise_std=noise_std, heteroscedastic=heteroscedastic, noise_floor=noise_floor,
+        standardize=standardize,
         particles=particles, stages=stages,
         batch_size=batch_size, steps=steps, integration_steps=integration_steps,
         target_ess=target_ess, ess_threshold=ess_threshold, resampling=resampling,
@@ -530,7 +557,7 @@ def fit(
         cfg["devices"] = devices
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
     check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
-    discrete = discrete_target_message(y, cfg["heteroscedastic"])
+    discrete = discrete_target_message(y, cfg["heteroscedastic"], cfg["noise_floor"])
     if discrete is not None:
         warnings.warn(discrete, DiscreteTargetWarning, stacklevel=2)
     d = X.shape[1]
@@ -640,6 +667,7 @@ def _run(
     y_scaler = _scaler(y[:, None], cfg["standardize"])
     s_y = float(y_scaler.scale[0])
     noise_std = None if cfg["noise_std"] is None else cfg["noise_std"] / s_y
+    floor = rounding_noise(y) if cfg["noise_floor"] == "auto" else cfg["noise_floor"]
     model = BayesianMLP(
         (X.shape[1], *cfg["hidden"], 1),
         activation=cfg["activation"],
@@ -648,6 +676,7 @@ def _run(
         noise_shape=cfg["noise_shape"],
         noise_std=noise_std,
         heteroscedastic=cfg["heteroscedastic"],
+        noise_floor=floor / s_y,
     )
     posterior = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]),
                                 data_chunk=cfg["data_chunk"])  # fmt: skip
@@ -659,6 +688,7 @@ def _run(
         out = _run_smc(cfg, posterior, key, smc_fn, progress, n, ckpt)
     else:
         out = _run_langevin(cfg, posterior, key, progress, ckpt)
+    out["resolved"]["noise_floor"] = floor
     t_sample = time.perf_counter() - t0
 
     log_z_std = out.pop("log_evidence_standardized")

@@ -8,6 +8,10 @@ the position holds the weights alone.
 A heteroscedastic model's network has twice as many outputs: the first ``d_out``
 are the mean, the last ``d_out`` a log-scale offset ``g(x)`` of the noise, whose
 standard deviation at ``x`` is ``sigma * exp(g(x))``.
+
+A ``noise_floor`` ``q`` adds a fixed variance to either: the noise standard deviation
+is ``sqrt(q**2 + s**2)`` for the ``s`` above (for a target recorded on a grid of
+spacing ``h``, ``q = h / sqrt(12)`` is the variance rounding adds, Sheppard's correction).
 """
 
 from __future__ import annotations
@@ -24,7 +28,13 @@ from jax.scipy.special import gammaln
 
 from langevin_nets.activations import get_activation
 from langevin_nets.networks import Network, mlp, validate_layer_sizes
-from langevin_nets.validation import as_float_matrix, choice, positive_float, positive_int
+from langevin_nets.validation import (
+    as_float_matrix,
+    choice,
+    nonnegative_float,
+    positive_float,
+    positive_int,
+)
 
 Array = jax.Array
 
@@ -60,6 +70,11 @@ class BayesianMLP:
         outputs ``g(x)``, with the same prior as the mean's, and the noise standard
         deviation at ``x`` is ``sigma * exp(g(x))``. ``sigma`` keeps its Gamma prior and
         is the noise level where ``g(x) = 0``. Needs a learned noise level.
+    noise_floor : float
+        A noise standard deviation ``q >= 0`` added in quadrature: the noise level is
+        ``sqrt(q**2 + s**2)`` where ``s`` is sigma (or ``sigma * exp(g(x))``). It keeps
+        a heteroscedastic noise level from collapsing below the resolution of a target
+        recorded on a grid; ``sigma``'s prior is unchanged. 0 (the default): no floor.
     """
 
     def __init__(
@@ -72,6 +87,7 @@ class BayesianMLP:
         noise_std: float | None = None,
         network: Network | None = None,
         heteroscedastic: bool = False,
+        noise_floor: float = 0.0,
     ) -> None:
         self.layer_sizes = validate_layer_sizes(layer_sizes)
         if not isinstance(heteroscedastic, bool | np.bool_):
@@ -87,6 +103,7 @@ class BayesianMLP:
         self.prior_scale = positive_float(prior_scale, "prior_scale")
         self.noise_shape = positive_float(noise_shape, "noise_shape")
         self.noise_std = None if noise_std is None else positive_float(noise_std, "noise_std")
+        self.noise_floor = nonnegative_float(noise_floor, "noise_floor")
         self._default_network = network is None
         d_out = self.layer_sizes[-1]
         # The network's outputs: the mean, and with heteroscedastic noise its log-scale offset.
@@ -135,7 +152,7 @@ class BayesianMLP:
         return self._unravel(position[self._offset :])
 
     def sigma(self, position: Array) -> Array:
-        """The observation noise standard deviation at ``position``."""
+        """The noise parameter sigma at ``position`` (without the ``noise_floor``)."""
         if self.noise_std is not None:
             # jnp.asarray first: a float64 NumPy position would warn under 32-bit JAX.
             return jnp.asarray(self.noise_std, dtype=jnp.asarray(position).dtype)
@@ -151,7 +168,8 @@ class BayesianMLP:
     def noise_level(self, position: Array, X: Array) -> Array:
         """The noise standard deviation at each input: ``(n, d_out)``.
 
-        ``sigma(position)`` everywhere unless the model is heteroscedastic.
+        ``sigma(position)`` everywhere unless the model is heteroscedastic; the
+        ``noise_floor`` included.
         """
         return self.mean_and_noise(position, X)[1]
 
@@ -159,9 +177,14 @@ class BayesianMLP:
         """``(mean, noise_level)`` at inputs ``X``, both ``(n, d_out)``, from one pass."""
         mu, g = self._mean_and_offset(position, X)
         sigma = self.sigma(position)
-        if g is None:
-            return mu, jnp.broadcast_to(sigma, mu.shape)
-        return mu, sigma * jnp.exp(g)
+        noise = jnp.broadcast_to(sigma, mu.shape) if g is None else sigma * jnp.exp(g)
+        return mu, self.with_floor(noise)
+
+    def with_floor(self, noise: Array) -> Array:
+        """``sqrt(noise_floor**2 + noise**2)``: ``noise`` itself when there is no floor."""
+        if self.noise_floor == 0.0:  # a Python branch: no floor, the same program as before
+            return noise
+        return jnp.hypot(noise, jnp.asarray(self.noise_floor, dtype=jnp.result_type(noise)))
 
     def _mean_and_offset(self, position: Array, X: Array) -> tuple[Array, Array | None]:
         """The network's outputs split into the mean and the log noise offset ``g(x)``
@@ -216,9 +239,12 @@ class BayesianMLP:
         if g is not None:
             # log of the noise level, kept in log space: no exp/log round trip.
             log_sigma = position[0] + g
+            if self.noise_floor != 0.0:
+                log_floor = float(np.log(self.noise_floor))
+                log_sigma = 0.5 * jnp.logaddexp(2.0 * log_sigma, 2.0 * log_floor)
             r = (y - mu) * jnp.exp(-log_sigma)
             return jnp.sum(-0.5 * r * r - log_sigma - 0.5 * _LOG_2PI, axis=-1)
-        sigma = self.sigma(position)
+        sigma = self.with_floor(self.sigma(position))
         r = (y - mu) / sigma
         return jnp.sum(-0.5 * r * r - jnp.log(sigma) - 0.5 * _LOG_2PI, axis=-1)
 
@@ -260,7 +286,7 @@ class BayesianMLP:
         network = None if self._default_network else id(self.network)
         return (
             self.layer_sizes, activation, self.prior, self.prior_scale, self.noise_shape,
-            self.noise_std, network, self.heteroscedastic,
+            self.noise_std, network, self.heteroscedastic, self.noise_floor,
         )  # fmt: skip
 
     def __eq__(self, other: object) -> bool:
@@ -278,9 +304,10 @@ class BayesianMLP:
             f"noise_std={self.noise_std}" if self.noise_std else f"noise_shape={self.noise_shape}"
         )
         hetero = ", heteroscedastic=True" if self.heteroscedastic else ""
+        floor = f", noise_floor={self.noise_floor}" if self.noise_floor else ""
         return (
             f"BayesianMLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
-            f"prior={self.prior!r}, prior_scale={self.prior_scale}, {noise}{hetero})"
+            f"prior={self.prior!r}, prior_scale={self.prior_scale}, {noise}{hetero}{floor})"
         )
 
 

@@ -168,7 +168,8 @@ class Prediction:
 def _outputs_fn(model: Any) -> Any:
     """A jitted ``(positions, X) -> (outputs, sigma)`` cached on the model.
 
-    ``sigma`` is ``(S,)``, or ``(S, n, d_out)`` for a heteroscedastic model.
+    ``sigma`` is ``(S,)``, or ``(S, n, d_out)`` for a heteroscedastic model; the
+    model's ``noise_floor`` included.
     """
     fn = getattr(model, "_predict_outputs", None)
     if fn is None:
@@ -177,7 +178,9 @@ def _outputs_fn(model: Any) -> Any:
             if getattr(model, "heteroscedastic", False):
                 return jax.vmap(lambda p: model.mean_and_noise(p, X))(positions)
             mu = jax.vmap(lambda p: model.mean(p, X))(positions)
-            return mu, jax.vmap(model.sigma)(positions)
+            sigma = jax.vmap(model.sigma)(positions)
+            with_floor = getattr(model, "with_floor", None)
+            return mu, (sigma if with_floor is None else with_floor(sigma))
 
         fn = jax.jit(outputs)
         model._predict_outputs = fn

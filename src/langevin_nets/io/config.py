@@ -104,6 +104,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("heteroscedastic", False, "bool",
            "let the noise level depend on the input: the network predicts a log-scale "
            "offset of sigma per point (needs a learned noise level)", "model"),
+    Option("noise_floor", 0.0, "floor",
+           "noise standard deviation (target's units) added in quadrature to the learned "
+           "one, so the noise never falls below it; auto: the rounding noise h/sqrt(12) "
+           "of a target on a grid of spacing h (20 distinct values or fewer), else 0",
+           "model", metavar="Q|auto"),
     Option("standardize", True, "bool",
            "standardise inputs and target with the training statistics", "model"),
     # -- method ---------------------------------------------------------------------------
@@ -329,6 +334,14 @@ class _Converter:
             what = "a number strictly between 0 and 1"
             v = self.number(value, what, False)
             if not (0.0 < v < 1.0):
+                self.fail(what, value)
+            return v
+        if kind == "floor":
+            what = "a non-negative number or auto"
+            if isinstance(value, str) and value.strip().lower() == "auto":
+                return "auto"
+            v = self.number(value, what, False)
+            if not math.isfinite(v) or v < 0:
                 self.fail(what, value)
             return v
         if kind == "devices":
