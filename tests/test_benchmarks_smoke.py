@@ -164,6 +164,8 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert cands[fixed_key] == split["candidates"][fixed_key]
     assert cands[half_key]["hidden_units"] == 25 and cands[half_key]["width_factor"] == 0.5
     assert cands[hetero_key]["hidden_units"] == 25 and cands[hetero_key]["heteroscedastic"]
+    # The floor is "auto": none for yacht's continuous target.
+    assert cands[hetero_key]["noise_floor"] == 0.0 and cands[half_key]["noise_floor"] == 0.0
     assert not cands[half_key]["heteroscedastic"]
     for key in (half_key, hetero_key):
         assert math.isfinite(cands[key]["log_evidence"])
@@ -189,17 +191,27 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
 
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
     """A results JSON is continued only with the same recipe; one written before
-    ``integration_steps`` was recorded counts as the default 20 leapfrog steps."""
+    ``integration_steps`` was recorded counts as the default 20 leapfrog steps, and one
+    written before the heteroscedastic noise floor counts as having none if it holds
+    heteroscedastic fits (else the floor cannot have mattered)."""
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     import uci
 
     recipe = {"method": "smc-adaptive", "activation": "relu", "prior": "fan_in",
               "fixed_prior_scale": 1.0, "fixed_noise_shape": 1.0, "particles": 64, "steps": 5,
-              "integration_steps": 20, "seed": 0}  # fmt: skip
-    old = {k: v for k, v in recipe.items() if k != "integration_steps"}
+              "integration_steps": 20, "seed": 0,
+              "heteroscedastic_noise_floor": uci.HETERO_NOISE_FLOOR}  # fmt: skip
+    old = {k: v for k, v in recipe.items()
+           if k not in ("integration_steps", "heteroscedastic_noise_floor")}  # fmt: skip
     path = tmp_path / "uci.json"
     path.write_text(json.dumps({"benchmark": "uci", "recipe": old, "runs": {}}))
     assert uci.load_results(path, recipe)["recipe"]["integration_steps"] == 20
+    hetero_fit = {"heteroscedastic": True}
+    runs = {"wine": {"0": {"candidates": {"x,heteroscedastic": hetero_fit}}}}
+    path.write_text(json.dumps({"benchmark": "uci", "recipe": old, "runs": runs}))
+    with pytest.raises(uci.UsageError, match=r"heteroscedastic_noise_floor: 0.0 there, 'auto' now"):
+        uci.load_results(path, recipe)
+    path.write_text(json.dumps({"benchmark": "uci", "recipe": old, "runs": {}}))
     with pytest.raises(uci.UsageError, match=r"integration_steps: 20 there, 50 now"):
         uci.load_results(path, {**recipe, "integration_steps": 50})
     with pytest.raises(uci.UsageError, match=r"particles: 64 there, 32 now"):

@@ -79,6 +79,8 @@ def _trace_panels(axes: Any, result: Any) -> None:
     if result.model.learns_noise:
         # A heteroscedastic model's sigma is the level where its noise head outputs zero.
         where = ", at g(x) = 0" if getattr(result.model, "heteroscedastic", False) else ""
+        if getattr(result.model, "noise_floor", 0.0):
+            where += ", floor not included"
         draws[f"noise sigma ({result.target_name} units{where})"] = (
             np.exp(result.draws[..., 0]) * float(result.y_scaler.scale[0])
         )
