@@ -325,11 +325,16 @@ def _fmt_peer_tta(t: dict[str, Any] | None) -> str:
 def render_peers(report: dict[str, Any]) -> str:
     cfg = report.get("config", {})
     sizes = cfg.get("sizes", {})
+    repeated = any("wall_s_calls" in run for prob in report.get("problems", [])
+                   for row in prob.get("rows", []) for run in row.get("runs", []))  # fmt: skip
     parts = [
         "The same model for every sampler (" + str(cfg.get("model", "?")) + "); BlackJAX "
         f"{cfg.get('blackjax', '?')}, NumPyro {cfg.get('numpyro', '?')}. Times exclude "
         "compilation unless marked; SMC times are medians over "
-        f"{sizes.get('seeds', '?')} seed(s) per budget, test LL a mean over them. "
+        f"{sizes.get('seeds', '?')} seed(s) per budget"
+        + (" of each seed's median over repeated calls (until they add up to 0.5 s, at most "
+           "9 calls)" if repeated else "")
+        + ", test LL a mean over them. "
         "Gradient evaluations count one particle or chain and one gradient each. The machine "
         "is shared: only times measured side by side in one run mean anything.",
     ]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -380,6 +381,10 @@ def test_peers_quick_run_writes_report_and_tables(tmp_path):
         assert run["reached_posterior"] is True
         for key in ("test_log_likelihood", "test_rmse", "log_evidence", "wall_s"):
             assert math.isfinite(run[key]), (name, key)
+        # A short call is timed again, and its time is the median of the calls.
+        calls = run["wall_s_calls"]
+        assert 1 <= len(calls) <= 9 and run["wall_s"] == statistics.median(calls)
+        assert len(calls) == 9 or sum(calls) >= 0.5
         assert r["wall_s_with_compile"] == r["wall_s_median"] + r["compile_s"]
     # BlackJAX: per stage one gradient per particle at the kernel's init, then M x L = 2 x 20.
     bj = rows["blackjax_hmc"]["runs"][0]
