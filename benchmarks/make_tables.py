@@ -4,9 +4,9 @@ Rewrites only the part of ``README.md`` between ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` (the markers and a ``## Benchmarks`` heading are appended at the end
 of the README when they are missing). Each results file becomes one subsection that states
 the command that produced it and the machine it ran on. Known benchmarks
-(``uci``, ``uci_budget``, ``smc_vs_blackjax``, ``smc_network_reference``, ``langevin_overhead``,
-``peers``, ``smc_overhead``, ``scaling``) get their own tables; any other results file is
-listed with its command.
+(``uci``, ``uci_peers``, ``uci_budget``, ``smc_vs_blackjax``, ``smc_network_reference``,
+``langevin_overhead``, ``peers``, ``smc_overhead``, ``scaling``) get their own tables; any
+other results file is listed with its command.
 
 Usage::
 
@@ -585,6 +585,15 @@ def render_uci(report: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def render_uci_peers(report: dict[str, Any]) -> str:
+    """The side-by-side table of ``benchmarks/uci_peers.py`` (its own function)."""
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import uci_peers
+
+    return uci_peers.markdown(report)
+
+
 def render_uci_budget(report: dict[str, Any]) -> str:
     """One table per data set: the budgets, their training log evidence and test metrics."""
     parts = []
@@ -615,6 +624,8 @@ def render_uci_budget(report: dict[str, Any]) -> str:
 # -- the README section ---------------------------------------------------------------------------
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "uci": ("UCI regression against the published numbers", render_uci),
+    "uci_peers": ("UCI side by side: BlackJAX adaptive tempered SMC and ours",
+                  render_uci_peers),
     "uci_budget": ("UCI: the sampler budget (particles x moves x leapfrog steps)",
                    render_uci_budget),
     "smc_vs_blackjax": ("SMC against BlackJAX", render_smc_vs_blackjax),
@@ -625,8 +636,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "smc_overhead": ("SMC sampler overhead", render_smc_overhead),
     "scaling": ("Scaling: devices, particles, data size", render_scaling),
 }
-ORDER = ("uci", "uci_budget", "smc_vs_blackjax", "smc_network_reference", "langevin_overhead",
-         "peers", "smc_overhead", "scaling")
+ORDER = ("uci", "uci_peers", "uci_budget", "smc_vs_blackjax", "smc_network_reference",
+         "langevin_overhead", "peers", "smc_overhead", "scaling")
 
 
 def _command(report: dict[str, Any]) -> str:

@@ -133,22 +133,29 @@ class Problem:
 def make_problem(name: str) -> Problem:
     """``boston`` (UCI split 0) or ``toy`` (the README problem), standardised as ``fit`` does."""
     if name == "boston":
-        X, y, Xt, yt, n_hidden = load_uci("boston", 0)
-        if n_hidden != HIDDEN:
-            raise ValueError(f"boston's n_hidden.txt says {n_hidden}, expected {HIDDEN}")
-        desc = f"UCI boston split 0: {len(X)} training, {len(Xt)} test points, 13 features"
-    elif name == "toy":
-        X, y, _ = toy_problem()
-        Xt, yt, _ = toy_problem(200, seed=1)
-        desc = ("README toy problem toy_problem() (50 points on [0, 1]); test: "
-                "toy_problem(200, seed=1)")
-    else:
+        return uci_problem("boston", 0)
+    if name != "toy":
         raise ValueError(f"unknown problem {name!r}")
+    X, y, _ = toy_problem()
+    Xt, yt, _ = toy_problem(200, seed=1)
+    desc = "README toy problem toy_problem() (50 points on [0, 1]); test: toy_problem(200, seed=1)"
+    return _problem(name, X, y, Xt, yt, HIDDEN, desc)
+
+
+def uci_problem(name: str, split: int, data_dir: Any = None) -> Problem:
+    """Split ``split`` of the UCI set ``name`` with its protocol's hidden width."""
+    X, y, Xt, yt, n_hidden = load_uci(name, split, data_dir)
+    desc = (f"UCI {name} split {split}: {len(X)} training, {len(Xt)} test points, "
+            f"{X.shape[1]} features")  # fmt: skip
+    return _problem(name, X, y, Xt, yt, n_hidden, desc)
+
+
+def _problem(name: str, X: Any, y: Any, Xt: Any, yt: Any, hidden: int, desc: str) -> Problem:
     y, yt = np.ravel(y), np.ravel(yt)
     # As langevin_nets.fit: training statistics for inputs and target.
     x_scaler = Standardizer.fit(X)
     y_scaler = Standardizer.fit(y[:, None])
-    model = BayesianMLP((X.shape[1], HIDDEN, 1), activation="relu", prior="fan_in",
+    model = BayesianMLP((X.shape[1], hidden, 1), activation="relu", prior="fan_in",
                         prior_scale=1.0, noise_shape=1.0)
     post = model.posterior(x_scaler.transform(X), y_scaler.transform(y[:, None]))
     return Problem(name, X, y, Xt, yt, x_scaler, y_scaler, post,

@@ -190,6 +190,42 @@ def test_uci_quick_run_writes_results_and_resumes(tmp_path):
     assert "--noise-models must be a comma-separated list of homoscedastic" in proc.stderr
 
 
+@pytest.mark.bench_smoke
+def test_uci_peers_quick_run_writes_results_and_resumes(tmp_path):
+    """benchmarks/uci_peers.py --quick: BlackJAX and ours on yacht split 0 at tiny sizes,
+    then a rerun that skips the split, then the README table. Never a timing."""
+    pytest.importorskip("blackjax", reason="the bench extra (blackjax) is not installed")
+    results = tmp_path / "results"
+    out = results / "uci_peers.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uci_peers.py"), "--quick",
+           "--out", str(out), "--uci-results", str(tmp_path / "none.json")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "uci_peers" and MACHINE_FIELDS <= set(report["machine"])
+    rec = report["runs"]["yacht"]["0"]
+    assert rec["order"] == "blackjax first"
+    bj, ours = rec["blackjax"], rec["ours"]
+    assert bj["reached_posterior"] is True
+    # BlackJAX: per stage one gradient per particle at the kernel's init, then 1 x 5 steps.
+    assert bj["gradient_evaluations"] == bj["num_stages"] * 16 * (1 + 1 * 5)
+    for r in (bj, ours):
+        for key in ("test_log_likelihood", "test_rmse", "log_evidence", "wall_seconds",
+                    "run_seconds"):  # fmt: skip
+            assert math.isfinite(r[key]), key
+    agg = report["aggregate"]["yacht"]
+    assert agg["splits"] == [0] and agg["evidence_selected"] == {}  # no uci.py results given
+    assert agg["ours"]["test_log_likelihood"]["mean"] == ours["test_log_likelihood"]
+    assert agg["time_share"] == pytest.approx(ours["wall_seconds"] / bj["wall_seconds"])
+    assert agg["goal_met"] == (agg["at_least_as_good"] and agg["time_share"] <= 0.5)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "yacht split 0: done already" in proc.stdout
+    assert json.loads(out.read_text())["runs"] == report["runs"]
+    text = _readme_tables(results, tmp_path)
+    assert "UCI side by side: BlackJAX adaptive tempered SMC and ours" in text
+    assert "| yacht | 0 |" in text
+
+
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
     """A results JSON is continued only with the same recipe; one written before
     ``integration_steps`` was recorded counts as the default 20 leapfrog steps, and one
