@@ -189,6 +189,7 @@ OPTIONS = {
     "--target": st.sampled_from(["y", "x", "nope", ""]),
     "--features": st.sampled_from(["x", "y", "x,x", "", "nope"]),
     "--config": st.sampled_from(["missing.toml", "cfg.toml"]),
+    "--noise-floor": st.one_of(_FLOAT, st.sampled_from(["auto", "AUTO", " auto ", "aut"])),
     **{o: _INT for o in ("--particles", "--steps", "--stages", "--batch-size", "--samples",
                          "--burnin", "--thin", "--chains", "--map-steps",
                          "--checkpoint-every")},  # fmt: skip

@@ -130,6 +130,8 @@ def test_fit_takes_the_floor_in_the_targets_units(monkeypatch: pytest.MonkeyPatc
     import langevin_nets.fit as fit_module
 
     monkeypatch.setattr(fit_module, "_run", lambda *a, **k: pytest.fail("pipeline ran"))
+    with pytest.raises(InputError, match="noise_floor 1e\\+300 is too large"):
+        fit_module.fit(X, grades, noise_floor=1e300)
     for bad in (-1.0, "high", float("nan")):
         with pytest.raises((InputError, TypeError), match="noise_floor must be a non-negative "
                                                            "number or auto"):  # fmt: skip

@@ -319,6 +319,23 @@ def check_magnitudes(
             )
 
 
+def _check_noise_floor(floor: float | str, y: np.ndarray, standardize: bool) -> None:
+    """Refuse a noise floor whose square overflows JAX's float type in model units."""
+    import jax.numpy as jnp
+
+    if floor == "auto" or floor == 0.0:
+        return
+    dtype = np.dtype(jnp.result_type(float))
+    with np.errstate(all="ignore"):
+        q = floor / float(_scaler(y[:, None], standardize).scale[0])
+    if not q < math.sqrt(float(np.finfo(dtype).max)):
+        raise InputError(
+            f"noise_floor {floor:g} is too large for the computation in {dtype}"
+            + (" after standardisation" if standardize else "")
+            + "; give a floor on the scale of the target's noise"
+        )
+
+
 #: A target with at most this many distinct values counts as discrete.
 DISCRETE_TARGET_VALUES = 20
 
@@ -557,6 +574,7 @@ def fit(
         cfg["devices"] = devices
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
     check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
+    _check_noise_floor(cfg["noise_floor"], y, cfg["standardize"])
     discrete = discrete_target_message(y, cfg["heteroscedastic"], cfg["noise_floor"])
     if discrete is not None:
         warnings.warn(discrete, DiscreteTargetWarning, stacklevel=2)
