@@ -260,9 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         data = old
-    data["command"] = "nice .venv/bin/python benchmarks/uci_peers.py " + shlex.join(
+    command = "nice .venv/bin/python benchmarks/uci_peers.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv)
     )
+    # Every invocation that added to the file, in order (a run is often continued).
+    data.setdefault("commands", [])
+    if command not in data["commands"]:
+        data["commands"].append(command)
+    data["command"] = "; then ".join(data["commands"])
     data["machine"] = machine_info()
     order = 0
     for name, splits in plan:
