@@ -120,15 +120,14 @@ def test_fit_takes_the_floor_in_the_targets_units(monkeypatch: pytest.MonkeyPatc
     given = fit(X, grades, noise_floor=0.7, **common)
     assert given.resolved["noise_floor"] == 0.7
     assert given.model.noise_floor == pytest.approx(0.7 / s_y)
-    # "auto" on a continuous target: no floor.
-    cont = fit(X, grades + 0.01 * rng.normal(size=40), noise_floor="auto", **common)
-    assert cont.resolved["noise_floor"] == 0.0 and cont.model.noise_floor == 0.0
-    # Without a floor the warning stays.
-    with pytest.warns(DiscreteTargetWarning, match="noise floor"):
-        fit(X, grades, heteroscedastic=True, **common)
 
+    # The checks below come before anything is compiled.
     import langevin_nets.fit as fit_module
 
+    monkeypatch.setattr(fit_module, "_run", lambda *a, **k: None)
+    # Without a floor the warning stays.
+    with pytest.warns(DiscreteTargetWarning, match="noise floor"):
+        fit_module.fit(X, grades, heteroscedastic=True)
     monkeypatch.setattr(fit_module, "_run", lambda *a, **k: pytest.fail("pipeline ran"))
     with pytest.raises(InputError, match="noise_floor 1e\\+300 is too large"):
         fit_module.fit(X, grades, noise_floor=1e300)
