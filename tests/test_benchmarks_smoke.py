@@ -377,6 +377,7 @@ def test_smc_vs_blackjax_refuses_an_impossible_target_ess(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.bench_smoke
 def test_peers_quick_run_writes_report_and_tables(tmp_path):
     """benchmarks/peers.py --quick on the toy problem, narrowed (one NUTS chain, 8 particles,
     ours and BlackJAX HMC, Langevin), then make_tables.py on its JSON. Checks structure,
