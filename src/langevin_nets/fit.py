@@ -283,6 +283,14 @@ def check_data(
     return X, y, X_test, y_test
 
 
+def _magnitude_limit() -> tuple[np.dtype, float]:
+    """JAX's float type and the largest magnitude whose square it holds."""
+    import jax.numpy as jnp
+
+    dtype = np.dtype(jnp.result_type(float))
+    return dtype, math.sqrt(float(np.finfo(dtype).max))
+
+
 def check_magnitudes(
     X: np.ndarray, y: np.ndarray, X_test: np.ndarray | None, y_test: np.ndarray | None,
     standardize: bool,
@@ -292,10 +300,7 @@ def check_magnitudes(
 
     Such data would otherwise fail inside the sampler or give non-finite metrics.
     """
-    import jax.numpy as jnp
-
-    dtype = np.dtype(jnp.result_type(float))
-    limit = math.sqrt(float(np.finfo(dtype).max))
+    dtype, limit = _magnitude_limit()
 
     def col(a: np.ndarray | None) -> np.ndarray | None:
         return None if a is None else a[:, None]
@@ -321,14 +326,12 @@ def check_magnitudes(
 
 def _check_noise_floor(floor: float | str, y: np.ndarray, standardize: bool) -> None:
     """Refuse a noise floor whose square overflows JAX's float type in model units."""
-    import jax.numpy as jnp
-
     if floor == "auto" or floor == 0.0:
         return
-    dtype = np.dtype(jnp.result_type(float))
+    dtype, limit = _magnitude_limit()
     with np.errstate(all="ignore"):
         q = floor / float(_scaler(y[:, None], standardize).scale[0])
-    if not q < math.sqrt(float(np.finfo(dtype).max)):
+    if not q < limit:
         raise InputError(
             f"noise_floor {floor:g} is too large for the computation in {dtype}"
             + (" after standardisation" if standardize else "")
@@ -355,7 +358,7 @@ def discrete_target_message(
     without telling anything about new data, whose targets there may differ. A
     ``noise_floor`` (``"auto"``: :func:`rounding_noise`) stops that.
     """
-    if not heteroscedastic or noise_floor == "auto" or (noise_floor or 0.0) > 0.0:
+    if not heteroscedastic or noise_floor:  # a floor ("auto" or > 0) stops the collapse
         return None
     n_values = np.unique(y).size
     if n_values > DISCRETE_TARGET_VALUES:
