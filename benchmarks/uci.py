@@ -38,6 +38,7 @@ tables) and from the issue (BlackJAX measurements made elsewhere), see
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import json
 import math
@@ -712,11 +713,10 @@ def describe(data: dict[str, Any], cand_keys: Sequence[str]) -> list[str]:
 
 def _superseded_note(data: dict[str, Any]) -> list[str]:
     """A paragraph on the fits kept under ``superseded`` (a changed recipe), if any."""
-    reasons: dict[str, int] = {}
-    for splits in data["runs"].values():
-        for rec in splits.values():
-            for r in rec.get("superseded", {}).values():
-                reasons[r["superseded_because"]] = reasons.get(r["superseded_because"], 0) + 1
+    reasons = collections.Counter(
+        r["superseded_because"] for splits in data["runs"].values()
+        for rec in splits.values() for r in rec.get("superseded", {}).values()
+    )  # fmt: skip
     if not reasons:
         return []
     return ["", "Not in these tables: fits run under an earlier recipe, kept in the JSON "

@@ -85,14 +85,14 @@ def run_blackjax(problem: Any, particles: int, moves: int, steps: int,
     }
 
 
-def run_ours(name: str, split: int, data_dir: Any, seed: int, particles: int,
-             steps: int, integration_steps: int) -> dict[str, Any]:  # fmt: skip
-    """Ours on one split: ``uci.py``'s fixed recipe, timed as ``uci.py`` times it."""
-    from langevin_nets.datasets import load_uci
-
-    X, y, Xt, yt, n_hidden = load_uci(name, split, data_dir)
-    r = uci.run_fit(X, y.ravel(), Xt, yt.ravel(), n_hidden, uci.FIXED_PRIOR_SCALE,
-                    uci.FIXED_NOISE_SHAPE, particles, steps, seed, integration_steps)  # fmt: skip
+def run_ours(problem: Any, seed: int, particles: int, steps: int,
+             integration_steps: int) -> dict[str, Any]:  # fmt: skip
+    """Ours on one split (the raw data of a ``peers.Problem``): ``uci.py``'s fixed recipe,
+    timed as ``uci.py`` times it."""
+    n_hidden = problem.posterior.model.layer_sizes[1]
+    r = uci.run_fit(problem.X, problem.y, problem.X_test, problem.y_test, n_hidden,
+                    uci.FIXED_PRIOR_SCALE, uci.FIXED_NOISE_SHAPE, particles, steps, seed,
+                    integration_steps)  # fmt: skip
     keep = ("test_rmse", "test_log_likelihood", "log_evidence", "num_stages",
             "gradient_evaluations", "wall_seconds", "compile_seconds")  # fmt: skip
     out = {k: r[k] for k in keep}
@@ -112,7 +112,7 @@ def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
             rec[who] = run_blackjax(problem, bj["particles"], bj["moves"],
                                     bj["integration_steps"], seed)  # fmt: skip
         else:
-            rec[who] = run_ours(name, split, root, seed, ours["particles"], ours["steps"],
+            rec[who] = run_ours(problem, seed, ours["particles"], ours["steps"],
                                 ours["integration_steps"])
     return rec
 
