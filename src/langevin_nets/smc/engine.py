@@ -45,6 +45,7 @@ from langevin_nets.progress import LevelProgressBar, report_level
 from langevin_nets.smc import schedules, sharding, tuning
 from langevin_nets.smc.moves import MOVES, move
 from langevin_nets.smc.resampling import RESAMPLERS, ess
+from langevin_nets.smc.tempered import tempered_logdensity
 from langevin_nets.validation import choice, fraction, nonnegative_int, positive_float, positive_int
 
 Array = jax.Array
@@ -437,8 +438,16 @@ def _advance(
         log_weights = sharding.constrain(log_weights, mesh)
 
         # -- 4. move with BAOAB moves that leave pi_t invariant ---------------------------------
-        def logdensity(theta: Array) -> Array:
-            return target.logprior(theta) + jnp.dot(w_new, target.loglikelihood_per_datum(theta))
+        if tempering:
+            # Every datum weighs lam_new; this form's gradient runs at the speed of the
+            # posterior's (see smc/tempered.py).
+            logdensity = tempered_logdensity(
+                target.logprior, target.loglikelihood_per_datum, lam_new
+            )
+        else:
+            def logdensity(theta: Array) -> Array:
+                ll = target.loglikelihood_per_datum(theta)
+                return target.logprior(theta) + jnp.dot(w_new, ll)
 
         if not waste_free:
             mass = stage_mass(particles, log_weights)
