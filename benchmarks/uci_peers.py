@@ -141,6 +141,23 @@ def _evidence_selected(uci_json: Path, name: str, splits: Sequence[int]) -> dict
     }
 
 
+def paired_difference(runs: dict[str, Any]) -> dict[str, Any] | None:
+    """Ours minus BlackJAX test log-likelihood, split by split: mean and standard error.
+
+    Both ran on the same splits, so the split-to-split spread (the larger part of each
+    column's standard error) cancels in the difference.
+    """
+    return uci.mean_se([r["ours"]["test_log_likelihood"] - r["blackjax"]["test_log_likelihood"]
+                        for r in runs.values()])  # fmt: skip
+
+
+def _signed_pm(v: dict[str, Any] | None) -> str:
+    if v is None:
+        return "–"
+    se = v.get("stderr")
+    return f"{v['mean']:+.3f}" + ("" if se is None else f" ± {se:.3f}")
+
+
 def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
     """Per data set over the splits both ran: means, time ratio, and the issue's verdict."""
     out = {}
@@ -154,6 +171,7 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
             row[who] = {k: uci.mean_se([r[who][k] for r in recs])
                         for k in ("test_log_likelihood", "test_rmse", "wall_seconds",
                                   "run_seconds", "log_evidence")}  # fmt: skip
+        row["paired_test_ll_difference"] = paired_difference({str(s): runs[str(s)] for s in splits})
         bj, us = row["blackjax"], row["ours"]
         # Time per split, compilation included on both sides (BlackJAX compiles every split):
         # what a user waits for. Without compilation beside it.
@@ -183,13 +201,16 @@ def markdown(data: dict[str, Any]) -> str:
         "ours compiles once per data set); *compiled*: the time without it, the call less "
         "the compile time JAX reports, on both sides. The verdict is on the wall time with "
         "compilation. "
-        "Test LL and RMSE: mean ± standard error over the splits, original units.",
+        "Test LL and RMSE: mean ± standard error over the splits, original units. *Ours - "
+        "BlackJAX, paired*: the test LL difference split by split, mean ± standard error "
+        "(the splits' own spread cancels in it).",
         "",
-        "| data set | splits | BlackJAX test LL | ours test LL | ours evidence-selected (uci.py, "
-        "not side by side) | BlackJAX RMSE | ours RMSE | BlackJAX s / split (compiled) "
+        "| data set | splits | BlackJAX test LL | ours test LL | ours - BlackJAX, paired "
+        "| ours evidence-selected (uci.py, not side by side) | BlackJAX RMSE | ours RMSE "
+        "| BlackJAX s / split (compiled) "
         "| ours s / split (compiled) | ours / BlackJAX time (compiled) "
         f"| ours as good in <= {TIME_SHARE:g} the time? |",
-        "|" + "---|" * 11,
+        "|" + "---|" * 12,
     ]
     for name, a in data["aggregate"].items():
         bj, us, es = a["blackjax"], a["ours"], a["evidence_selected"]
@@ -197,6 +218,7 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {name} | {uci._splits_text(a['splits'])} "
             f"| {uci._pm(bj['test_log_likelihood'], '.3f')} "
             f"| {uci._pm(us['test_log_likelihood'], '.3f')} "
+            f"| {_signed_pm(paired_difference(data['runs'][name]))} "
             f"| {uci._pm(es.get('test_log_likelihood'), '.3f')} "
             f"| {uci._pm(bj['test_rmse'], '.3f')} | {uci._pm(us['test_rmse'], '.3f')} "
             f"| {uci._pm(bj['wall_seconds'], '.1f')} ({uci._pm(bj['run_seconds'], '.1f')}) "

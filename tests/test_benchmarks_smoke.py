@@ -218,6 +218,9 @@ def test_uci_peers_quick_run_writes_results_and_resumes(tmp_path):
     assert agg["ours"]["test_log_likelihood"]["mean"] == ours["test_log_likelihood"]
     assert agg["time_share"] == pytest.approx(ours["wall_seconds"] / bj["wall_seconds"])
     assert agg["goal_met"] == (agg["at_least_as_good"] and agg["time_share"] <= 0.5)
+    paired = agg["paired_test_ll_difference"]
+    assert paired["n"] == 1 and paired["stderr"] is None
+    assert paired["mean"] == pytest.approx(ours["test_log_likelihood"] - bj["test_log_likelihood"])
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "yacht split 0: done already" in proc.stdout
     assert json.loads(out.read_text())["runs"] == report["runs"]
