@@ -14,15 +14,23 @@ For each split asked for, in one process and alternating which goes first:
   timed as ``uci.py`` times it: one call, compilation included (the program is shared by
   the splits of a data set, so only the first split of a data set compiles).
 
+* **Ours, evidence-selected** (with ``--evidence-selected``): ``uci.py``'s six candidates
+  (:data:`SELECTED_CANDIDATES`: prior scale 1 or 2 with the protocol's width or half of it,
+  and the two heteroscedastic half-width candidates with the noise floor ``auto``), each fit
+  as the fixed recipe is, the one with the highest training log evidence kept. Its time is
+  the six fits' together, compilation included, right after the fixed recipe's.
+
 Both fit the same model: one hidden layer of the split's ``n_hidden`` ReLU units, fan-in
 prior of scale 1, Gamma(1, 1) prior on the noise level, data standardised with the
 training statistics. Test metrics are in the target's original units (as ``fit`` reports
-them). The evidence-selected row of ``uci.py`` is read from its results JSON for the same
-splits, where it was run: it was not timed side by side.
+them). Without ``--evidence-selected`` the evidence-selected row of ``uci.py`` is read from
+its results JSON for the same splits, where it was run, and was not timed side by side.
 
 Usage::
 
     nice .venv/bin/python benchmarks/uci_peers.py --datasets yacht,energy,boston --splits 0-4
+    nice .venv/bin/python benchmarks/uci_peers.py --evidence-selected --datasets boston \
+        --splits 0-4 --out benchmarks/results/uci_peers_selected.json
     .venv/bin/python benchmarks/uci_peers.py --quick
 
 The JSON is written after every split and a rerun skips the splits already in it.
@@ -57,6 +65,12 @@ QUICK = {"datasets": "yacht", "splits": "0", "particles": 16, "moves": 1,
          "ours_integration_steps": 10}  # fmt: skip
 #: Goal of the issue: at least BlackJAX's test log-likelihood in at most this share of its time.
 TIME_SHARE = 0.5
+#: ``uci.py``'s evidence-selected candidates (prior scale, width factor, heteroscedastic), as
+#: in its ``--select-by-evidence --prior-scales 1,2 --width-factors 0.5,1 --noise-models
+#: homoscedastic,heteroscedastic --hetero-width-factors 0.5`` run (noise shape 1 for all).
+SELECTED_CANDIDATES = ((1.0, 1.0, False), (1.0, 0.5, False), (2.0, 0.5, False),
+                       (2.0, 1.0, False), (1.0, 0.5, True), (2.0, 0.5, True))  # fmt: skip
+QUICK_SELECTED = ((1.0, 1.0, False), (1.0, 0.5, True))
 
 
 def run_blackjax(problem: Any, particles: int, moves: int, steps: int,
@@ -100,9 +114,42 @@ def run_ours(problem: Any, seed: int, particles: int, steps: int,
     return out
 
 
+def run_selected(problem: Any, seed: int, particles: int, steps: int, integration_steps: int,
+                 candidates: Sequence[tuple[float, float, bool]]) -> dict[str, Any]:  # fmt: skip
+    """Ours, evidence-selected, on one split: every candidate fit as the fixed recipe is (same
+    seed), the highest training log evidence kept; the time is all the fits' together."""
+    n_hidden = problem.posterior.model.layer_sizes[1]
+    fits = {}
+    for prior_scale, width, hetero in candidates:
+        key = uci.candidate_key(prior_scale, uci.FIXED_NOISE_SHAPE, width, hetero)
+        fits[key] = uci.run_fit(problem.X, problem.y, problem.X_test, problem.y_test, n_hidden,
+                                prior_scale, uci.FIXED_NOISE_SHAPE, particles, steps, seed,
+                                integration_steps, width_factor=width,
+                                heteroscedastic=hetero)  # fmt: skip
+    usable = {k: f for k, f in fits.items() if math.isfinite(f["log_evidence"])}
+    chosen = max(usable or fits, key=lambda k: fits[k]["log_evidence"])
+    wall = sum(f["wall_seconds"] for f in fits.values())
+    compile_s = sum(f["compile_seconds"] for f in fits.values())
+    pick = fits[chosen]
+    return {
+        "chosen": chosen,
+        "test_rmse": pick["test_rmse"],
+        "test_log_likelihood": pick["test_log_likelihood"],
+        "log_evidence": pick["log_evidence"],
+        "candidates": {k: {m: f[m] for m in ("log_evidence", "test_log_likelihood",
+                                             "test_rmse", "wall_seconds", "compile_seconds")}
+                       for k, f in fits.items()},  # fmt: skip
+        "wall_seconds": wall,
+        "compile_seconds": compile_s,
+        "run_seconds": max(wall - compile_s, 0.0),
+    }
+
+
 def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
-              ours: dict[str, int], blackjax_first: bool) -> dict[str, Any]:  # fmt: skip
-    """Both samplers on one split, in the order asked for."""
+              ours: dict[str, int], blackjax_first: bool,
+              selected: Sequence[tuple[float, float, bool]] = ()) -> dict[str, Any]:  # fmt: skip
+    """Both samplers on one split, in the order asked for (ours' evidence-selected fits, if
+    any candidates are given, right after ours' fixed one)."""
     import peers
 
     problem = peers.uci_problem(name, split, root)
@@ -114,6 +161,11 @@ def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
         else:
             rec[who] = run_ours(problem, seed, ours["particles"], ours["steps"],
                                 ours["integration_steps"])
+            if selected:
+                rec["ours_selected"] = run_selected(
+                    problem, seed, ours["particles"], ours["steps"], ours["integration_steps"],
+                    selected,
+                )
     return rec
 
 
@@ -141,13 +193,14 @@ def _evidence_selected(uci_json: Path, name: str, splits: Sequence[int]) -> dict
     }
 
 
-def paired_difference(runs: dict[str, Any]) -> dict[str, Any] | None:
-    """Ours minus BlackJAX test log-likelihood, split by split: mean and standard error.
+def paired_difference(runs: dict[str, Any], who: str = "ours") -> dict[str, Any] | None:
+    """``who`` (ours, or ours_selected) minus BlackJAX test log-likelihood, split by split:
+    mean and standard error.
 
     Both ran on the same splits, so the split-to-split spread (the larger part of each
     column's standard error) cancels in the difference.
     """
-    return uci.mean_se([r["ours"]["test_log_likelihood"] - r["blackjax"]["test_log_likelihood"]
+    return uci.mean_se([r[who]["test_log_likelihood"] - r["blackjax"]["test_log_likelihood"]
                         for r in runs.values()])  # fmt: skip
 
 
@@ -182,6 +235,22 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
                                    >= bj["test_log_likelihood"]["mean"])  # fmt: skip
         row["goal_met"] = bool(row["at_least_as_good"] and share <= TIME_SHARE)
         row["evidence_selected"] = _evidence_selected(uci_json, name, splits)
+        if all("ours_selected" in r for r in recs):
+            sel = {k: uci.mean_se([r["ours_selected"][k] for r in recs])
+                   for k in ("test_log_likelihood", "test_rmse", "wall_seconds",
+                             "run_seconds", "log_evidence")}  # fmt: skip
+            sel_share = sel["wall_seconds"]["mean"] / bj["wall_seconds"]["mean"]
+            sel_good = sel["test_log_likelihood"]["mean"] >= bj["test_log_likelihood"]["mean"]
+            row["ours_selected"] = {
+                **sel,
+                "paired_test_ll_difference": paired_difference(
+                    {str(s): runs[str(s)] for s in splits}, "ours_selected"
+                ),
+                "time_share": sel_share,
+                "time_share_compiled": sel["run_seconds"]["mean"] / bj["run_seconds"]["mean"],
+                "at_least_as_good": bool(sel_good),
+                "goal_met": bool(sel_good and sel_share <= TIME_SHARE),
+            }
         out[name] = row
     return out
 
@@ -226,6 +295,33 @@ def markdown(data: dict[str, Any]) -> str:
             f"| {a['time_share']:.2f} ({a['time_share_compiled']:.2f}) "
             f"| {'yes' if a['goal_met'] else 'no'} |"
         )
+    sel_rows = [(n, a) for n, a in data["aggregate"].items() if "ours_selected" in a]
+    if sel_rows:
+        lines += [
+            "",
+            "Ours, evidence-selected, timed side by side (`--evidence-selected`): the "
+            f"{len(cfg.get('selected_candidates', []))} candidates of `uci.py`'s "
+            "evidence-selected row fit one after another right after the fixed recipe, the "
+            "highest training log evidence kept; its time is all the fits' together.",
+            "",
+            "| data set | splits | BlackJAX test LL | ours evidence-selected test LL "
+            "| selected - BlackJAX, paired | BlackJAX s / split (compiled) "
+            "| selected s / split (compiled) | selected / BlackJAX time (compiled) "
+            f"| selected as good in <= {TIME_SHARE:g} the time? |",
+            "|" + "---|" * 9,
+        ]
+        for name, a in sel_rows:
+            bj, se = a["blackjax"], a["ours_selected"]
+            lines.append(
+                f"| {name} | {uci._splits_text(a['splits'])} "
+                f"| {uci._pm(bj['test_log_likelihood'], '.3f')} "
+                f"| {uci._pm(se['test_log_likelihood'], '.3f')} "
+                f"| {_signed_pm(se['paired_test_ll_difference'])} "
+                f"| {uci._pm(bj['wall_seconds'], '.1f')} ({uci._pm(bj['run_seconds'], '.1f')}) "
+                f"| {uci._pm(se['wall_seconds'], '.1f')} ({uci._pm(se['run_seconds'], '.1f')}) "
+                f"| {se['time_share']:.2f} ({se['time_share_compiled']:.2f}) "
+                f"| {'yes' if se['goal_met'] else 'no'} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -240,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, metavar="DIR")
     p.add_argument("--uci-results", type=Path, default=uci.DEFAULT_OUT, metavar="FILE.json",
                    help="uci.py's results, for the evidence-selected column")
+    p.add_argument("--evidence-selected", action="store_true",
+                   help="also run uci.py's evidence-selected row (its six candidates) side by "
+                        "side; give its own --out")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, metavar="FILE.json")
     return p
 
@@ -273,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                   else uci.DEFAULT_INTEGRATION_STEPS)}  # fmt: skip
     config = {"blackjax": bj, "ours": ours, "seed": args.seed,
               "blackjax_version": peers.blackjax.__version__}  # fmt: skip
+    selected: tuple[tuple[float, float, bool], ...] = ()
+    if args.evidence_selected:
+        selected = QUICK_SELECTED if quick else SELECTED_CANDIDATES
+        # Recorded only when asked for, so that files written before the option still match.
+        config["selected_candidates"] = [list(c) for c in selected]
     out = args.out or (QUICK_OUT if quick else DEFAULT_OUT)
     data: dict[str, Any] = {"benchmark": "uci_peers", "config": config, "runs": {}}
     if out.exists():
@@ -298,7 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if str(k) in runs:
                 print(f"{name} split {k}: done already", flush=True)
                 continue
-            rec = run_split(name, k, root, args.seed + k, bj, ours, blackjax_first=order % 2 == 0)
+            rec = run_split(name, k, root, args.seed + k, bj, ours,
+                            blackjax_first=order % 2 == 0, selected=selected)  # fmt: skip
             order += 1
             rec["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs[str(k)] = rec
@@ -308,6 +413,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name} split {k}: BlackJAX LL {b['test_log_likelihood']:.3f} in "
                   f"{b['wall_seconds']:.1f} s ({b['run_seconds']:.1f} s compiled); ours LL "
                   f"{o['test_log_likelihood']:.3f} in {o['wall_seconds']:.1f} s", flush=True)
+            if "ours_selected" in rec:
+                o = rec["ours_selected"]
+                print(f"  evidence-selected ({o['chosen']}): LL {o['test_log_likelihood']:.3f} "
+                      f"in {o['wall_seconds']:.1f} s", flush=True)
     data["aggregate"] = aggregate(data, args.uci_results)
     uci.write_json_atomic(data, out)
     print(markdown(data))

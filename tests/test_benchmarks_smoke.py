@@ -229,6 +229,38 @@ def test_uci_peers_quick_run_writes_results_and_resumes(tmp_path):
     assert "| yacht | 0 |" in text
 
 
+@pytest.mark.bench_smoke
+def test_uci_peers_evidence_selected_quick_run(tmp_path):
+    """uci_peers.py --quick --evidence-selected: the selected row keeps the candidate with the
+    highest training log evidence and is timed as all its fits together; a rerun without
+    the option is refused (another configuration). Never a timing."""
+    pytest.importorskip("blackjax", reason="the bench extra (blackjax) is not installed")
+    results = tmp_path / "results"
+    out = results / "uci_peers_selected.json"
+    base = [sys.executable, str(ROOT / "benchmarks" / "uci_peers.py"), "--quick",
+            "--out", str(out), "--uci-results", str(tmp_path / "none.json")]  # fmt: skip
+    proc = subprocess.run(base + ["--evidence-selected"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["selected_candidates"] == [[1.0, 1.0, False], [1.0, 0.5, True]]
+    rec = report["runs"]["yacht"]["0"]
+    sel, cands = rec["ours_selected"], rec["ours_selected"]["candidates"]
+    assert set(cands) == {"prior_scale=1,noise_shape=1",
+                          "prior_scale=1,noise_shape=1,width=0.5x,heteroscedastic"}
+    assert sel["chosen"] == max(cands, key=lambda k: cands[k]["log_evidence"])
+    assert sel["test_log_likelihood"] == cands[sel["chosen"]]["test_log_likelihood"]
+    assert sel["wall_seconds"] == pytest.approx(sum(c["wall_seconds"] for c in cands.values()))
+    agg = report["aggregate"]["yacht"]["ours_selected"]
+    assert agg["paired_test_ll_difference"]["mean"] == pytest.approx(
+        sel["test_log_likelihood"] - rec["blackjax"]["test_log_likelihood"])
+    assert agg["goal_met"] == (agg["at_least_as_good"] and agg["time_share"] <= 0.5)
+    proc = subprocess.run(base, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2 and "another configuration" in proc.stderr
+    text = _readme_tables(results, tmp_path)
+    assert "Ours, evidence-selected, timed side by side" in text
+
+
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
     """A results JSON is continued only with the same recipe; one written before
     ``integration_steps`` was recorded counts as the default 20 leapfrog steps, and one
