@@ -9,6 +9,7 @@ Modules: :mod:`~langevin_nets.smc.engine` (the stage loop and the public functio
 :mod:`~langevin_nets.smc.schedules` (fixed paths, adaptive next stage),
 :mod:`~langevin_nets.smc.resampling` (four unbiased schemes, ESS),
 :mod:`~langevin_nets.smc.moves` (HMC / generalised-HMC moves on the BAOAB kernel),
+:mod:`~langevin_nets.smc.tempered` (a tempering stage's density, with a fast gradient),
 :mod:`~langevin_nets.smc.tuning` (step size, trajectory length, preconditioning),
 :mod:`~langevin_nets.smc.sharding` (the particles split over devices: ``smc(...,
 devices=...)``; chunked evaluation: ``particle_chunk``).
@@ -39,6 +40,7 @@ from langevin_nets.smc.resampling import (
 )
 from langevin_nets.smc.schedules import geometric_lambdas, linear_lambdas
 from langevin_nets.smc.sharding import PARTICLE_AXIS, particle_mesh
+from langevin_nets.smc.tempered import tempered_logdensity
 
 __all__ = [
     "PARTICLE_AXIS",
@@ -54,4 +56,5 @@ __all__ = [
     "smc",
     "stratified",
     "systematic",
+    "tempered_logdensity",
 ]

@@ -3,8 +3,9 @@
 Written the plain way, its gradient feeds the traced ``lam`` into the likelihood's backward
 pass as the cotangent of every datum. XLA:CPU then fuses and schedules that backward pass
 differently from the posterior's, whose cotangent is the constant 1, and on two cores the
-HMC moves ran 1.2-1.3x slower per gradient (boston, 32 particles, ReLU network; the same
-kernels, so the cause is the schedule, not the arithmetic). The custom VJP below takes the
+HMC moves ran 1.2-1.3x slower per gradient (boston, 32 particles, ReLU network). The
+compiled loops hold the same kernels, one for one, so the difference lies in how they are
+scheduled on the threads, not in the arithmetic. The custom VJP below takes the
 likelihood's gradient with the unit cotangent and scales the ``(dim,)`` result by ``lam``:
 the same value and gradient up to rounding, at the posterior gradient's speed.
 """
