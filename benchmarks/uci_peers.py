@@ -225,7 +225,7 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
             row[who] = {k: uci.mean_se([r[who][k] for r in recs])
                         for k in ("test_log_likelihood", "test_rmse", "wall_seconds",
                                   "run_seconds", "log_evidence")}  # fmt: skip
-        row["paired_test_ll_difference"] = paired_difference({str(s): runs[str(s)] for s in splits})
+        row["paired_test_ll_difference"] = paired_difference(runs)
         bj, us = row["blackjax"], row["ours"]
         # Time per split, compilation included on both sides (BlackJAX compiles every split):
         # what a user waits for. Without compilation beside it.
@@ -244,9 +244,7 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
             sel_good = sel["test_log_likelihood"]["mean"] >= bj["test_log_likelihood"]["mean"]
             row["ours_selected"] = {
                 **sel,
-                "paired_test_ll_difference": paired_difference(
-                    {str(s): runs[str(s)] for s in splits}, "ours_selected"
-                ),
+                "paired_test_ll_difference": paired_difference(runs, "ours_selected"),
                 "time_share": sel_share,
                 "time_share_compiled": sel["run_seconds"]["mean"] / bj["run_seconds"]["mean"],
                 "at_least_as_good": bool(sel_good),
