@@ -404,7 +404,6 @@ def _advance(
 
         # -- 1. reweight by the incremental likelihood (particles still target pi_{t-1}) --
         lam_new, k_new, incr = reweight_tempering(c) if tempering else reweight_data(c)
-        w_new = data_weights(lam_new, k_new)
         incr = jnp.where(jnp.isfinite(incr), incr, -jnp.inf)
         was_alive = jnp.isfinite(c.log_weights)
         div_reweight = was_alive & ~jnp.isfinite(incr)
@@ -445,6 +444,8 @@ def _advance(
                 target.logprior, target.loglikelihood_per_datum, lam_new
             )
         else:
+            w_new = data_weights(lam_new, k_new)
+
             def logdensity(theta: Array) -> Array:
                 ll = target.loglikelihood_per_datum(theta)
                 return target.logprior(theta) + jnp.dot(w_new, ll)
