@@ -483,6 +483,36 @@ def test_peers_quick_run_writes_report_and_tables(tmp_path):
 
 
 @pytest.mark.bench_smoke
+def test_layout_quick_run_writes_report_and_table(tmp_path):
+    """benchmarks/layout.py on two small cases (one heteroscedastic), 4 particles, 2
+    gradients a call, one repeat: the row form and ours give the same log density and
+    gradient, and the report renders; never a timing."""
+    out = tmp_path / "results" / "layout.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "layout.py"), "--cases",
+           "yacht;boston, heteroscedastic, 25 units", "--particles", "4", "--steps", "2",
+           "--repeats", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "layout" and MACHINE_FIELDS <= set(report["machine"])
+    rows = {r["name"]: r for r in report["rows"]}
+    assert set(rows) == {"yacht", "boston, heteroscedastic, 25 units"}
+    assert rows["boston, heteroscedastic, 25 units"]["heteroscedastic"] is True
+    for r in rows.values():
+        # float32 rounding of the same sums in another order, nothing more.
+        assert r["max_relative_value_difference"] < 1e-5, r
+        assert r["max_relative_gradient_difference"] < 1e-4, r
+        assert r["us_per_gradient_row"] > 0 and r["us_per_gradient_ours"] > 0
+    text = _readme_tables(out.parent, tmp_path)
+    assert "### The dense network's layout: cost per gradient" in text
+    assert "| yacht | 277 | 6 x 50 x 1 |" in text
+
+    bad = subprocess.run(cmd[:2] + ["--cases", "nope"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert bad.returncode == 2 and "unknown case(s) ['nope']" in bad.stderr
+
+
+@pytest.mark.bench_smoke
 def test_smc_overhead_quick_run_writes_report(tmp_path):
     """benchmarks/smc_overhead.py --quick on the README network, 8 particles, one move, one
     repeat: structure and gradient bookkeeping; never a timing."""

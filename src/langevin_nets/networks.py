@@ -83,10 +83,13 @@ def mlp(layer_sizes: Sequence[int], activation: str | Callable[[Array], Array] =
         ]
 
     def apply(params: Params, X: Array) -> Array:
-        h = X
+        # Computed with the data along the last axis, (units, n), and turned back at the
+        # end: under vmap over particles XLA:CPU runs these products 1.8-2.8x faster per
+        # gradient than the row form h @ W (benchmarks/layout.py).
+        h = jnp.swapaxes(X, -1, -2)
         for W, b in params[:-1]:
-            h = act(h @ W + b)
+            h = act(W.T @ h + b[:, None])
         W, b = params[-1]
-        return h @ W + b
+        return jnp.swapaxes(W.T @ h + b[:, None], -1, -2)
 
     return Network(init, apply)
