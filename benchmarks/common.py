@@ -162,6 +162,18 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
     return "\n".join(lines)
 
 
+def command_line(script: str, args: Sequence[str]) -> str:
+    """How a benchmark was run, for its results file: ``.venv/bin/python benchmarks/SCRIPT
+    ARGS``, led by ``nice`` only when this process runs at a lower priority (its timings
+    are then upper bounds on a shared machine)."""
+    import shlex
+
+    niced = hasattr(os, "nice") and os.nice(0) > 0
+    return ("nice " if niced else "") + " ".join(
+        [f".venv/bin/python benchmarks/{script}", shlex.join(list(args))]
+    ).rstrip()
+
+
 def write_json(obj: Any, path: str | os.PathLike[str]) -> Path:
     """Write ``obj`` as indented JSON, creating parent folders; return the path."""
     path = Path(path)

@@ -34,7 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_info, write_json  # noqa: E402
+from common import command_line, machine_info, write_json  # noqa: E402
 from langevin_nets.activations import get_activation  # noqa: E402
 from langevin_nets.model import BayesianMLP  # noqa: E402
 from langevin_nets.networks import Network, validate_layer_sizes  # noqa: E402
@@ -192,8 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "layout",
         "config": {"quick": args.quick, "particles": args.particles, "steps": args.steps,
                    "repeats": args.repeats, "seed": args.seed},  # fmt: skip
-        "command": " ".join([".venv/bin/python benchmarks/layout.py",
-                             *(sys.argv[1:] if argv is None else argv)]),
+        "command": command_line("layout.py", sys.argv[1:] if argv is None else argv),
         "machine": machine_info(),
         "rows": rows,
     }

@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blackjax  # noqa: E402
 from blackjax.smc import resampling as bj_resampling  # noqa: E402
 
-from common import machine_info, timed_call, write_json  # noqa: E402
+from common import command_line, machine_info, timed_call, write_json  # noqa: E402
 from langevin_nets import BayesianMLP, Posterior  # noqa: E402
 from langevin_nets.datasets import Standardizer, load_uci, toy_problem  # noqa: E402
 from langevin_nets.predict import predict  # noqa: E402
@@ -627,8 +627,7 @@ def main(argv: list[str] | None = None) -> int:
                             not args.no_langevin, args.nuts_chain_counts,
                             args.particles_by_problem)
                 for name in args.problem_names]
-    command = " ".join(["nice .venv/bin/python benchmarks/peers.py",
-                        *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("peers.py", sys.argv[1:] if argv is None else argv)
     report = {
         "benchmark": "peers",
         "command": command,

@@ -56,7 +56,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine_info, timed_call, write_json  # noqa: E402
+from common import command_line, machine_info, timed_call, write_json  # noqa: E402
 from langevin_nets.smc import smc  # noqa: E402
 from langevin_nets.smc.engine import DEFAULT_NUM_INTEGRATION_STEPS  # noqa: E402
 from make_tables import render_smc_overhead  # noqa: E402
@@ -306,8 +306,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{case.name}: N={case.num_particles}, M={case.num_mcmc_steps}", file=sys.stderr)
         results.append(run_case(case, args.repeats, args.seed, args.variant_names,
                                 args.hmc_loop))
-    command = " ".join(["nice .venv/bin/python benchmarks/smc_overhead.py",
-                        *(sys.argv[1:] if argv is None else argv)])
+    command = command_line("smc_overhead.py", sys.argv[1:] if argv is None else argv)
     report = {
         "benchmark": "smc_overhead",
         "command": command,

@@ -44,7 +44,6 @@ import json
 import math
 import os
 import re
-import shlex
 import sys
 import tempfile
 import time
@@ -57,7 +56,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import REPO_ROOT, CompileTimer, machine_info  # noqa: E402
+from common import REPO_ROOT, CompileTimer, command_line, machine_info  # noqa: E402
 from langevin_nets.io.config import UCI_DEFAULTS  # noqa: E402
 
 # -- reference numbers (data) -------------------------------------------------------------------
@@ -833,7 +832,7 @@ def _main(args: argparse.Namespace, argv: list[str]) -> int:
         "heteroscedastic_noise_floor": HETERO_NOISE_FLOOR,
     }  # fmt: skip
     data = load_results(out, recipe)
-    command = "nice .venv/bin/python benchmarks/uci.py " + shlex.join(argv)
+    command = command_line("uci.py", argv)
     machine = machine_info()
     invocation = {
         "command": command.strip(),

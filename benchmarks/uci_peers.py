@@ -41,8 +41,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -345,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import peers
-    from common import machine_info
+    from common import command_line, machine_info
     from langevin_nets.datasets import find_uci_dir
 
     quick = QUICK if args.quick else None
@@ -387,10 +385,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = old
     # Say "nice" only when the run was (the timings of a run at a lower priority are upper
     # bounds when the machine is shared).
-    prefix = "nice " if hasattr(os, "nice") and os.nice(0) > 0 else ""
-    command = prefix + ".venv/bin/python benchmarks/uci_peers.py " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv)
-    )
+    command = command_line("uci_peers.py", sys.argv[1:] if argv is None else list(argv))
     # Every invocation that added to the file, in order (a run is often continued).
     data.setdefault("commands", [])
     if command not in data["commands"]:
