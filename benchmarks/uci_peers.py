@@ -383,8 +383,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr)  # fmt: skip
             return 2
         data = old
-    # Say "nice" only when the run was (the timings of a run at a lower priority are upper
-    # bounds when the machine is shared).
     command = command_line("uci_peers.py", sys.argv[1:] if argv is None else list(argv))
     # Every invocation that added to the file, in order (a run is often continued).
     data.setdefault("commands", [])
