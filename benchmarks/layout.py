@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import command_line, machine_info, write_json  # noqa: E402
 from langevin_nets.activations import get_activation  # noqa: E402
 from langevin_nets.model import BayesianMLP  # noqa: E402
-from langevin_nets.networks import Network, validate_layer_sizes  # noqa: E402
+from langevin_nets.networks import Network, mlp  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "results" / "layout.json"
@@ -70,15 +70,8 @@ CASES = (
 
 def row_mlp(layer_sizes: tuple[int, ...], activation: str) -> Network:
     """The dense MLP in the row form ``h @ W + b``: the library's network before the change,
-    with the same parameter pytree."""
-    sizes = validate_layer_sizes(layer_sizes)
+    with the library's ``init`` (the same parameter pytree)."""
     act = get_activation(activation)
-    shapes = list(zip(sizes[:-1], sizes[1:], strict=True))
-
-    def init(key: jax.Array) -> Any:
-        keys = jax.random.split(key, 2 * len(shapes))
-        return [(jax.random.normal(keys[2 * i], (m, k)), jax.random.normal(keys[2 * i + 1], (k,)))
-                for i, (m, k) in enumerate(shapes)]  # fmt: skip
 
     def apply(params: Any, X: jax.Array) -> jax.Array:
         h = X
@@ -87,7 +80,7 @@ def row_mlp(layer_sizes: tuple[int, ...], activation: str) -> Network:
         W, b = params[-1]
         return h @ W + b
 
-    return Network(init, apply)
+    return Network(mlp(layer_sizes, activation).init, apply)
 
 
 def gradient_loop(post: Any, steps: int) -> Callable[[jax.Array], jax.Array]:
