@@ -125,8 +125,8 @@ def _check_outputs(out: Path, method: str, n_rows: int, columns: list[str]) -> d
 def test_langevin(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
     _run(["fit", "--data", str(data["train"]), "--test", str(data["test"]), "--method", "langevin",
-          "--hidden", "8", "--samples", "20", "--burnin", "60", "--thin", "2", "--chains", "2",
-          "--map-steps", "200", "--out", str(out), "--quiet"], capsys)  # fmt: skip
+          "--hidden", "8", "--samples", "20", "--burnin", "200", "--thin", "2", "--chains", "2",
+          "--map-steps", "2000", "--out", str(out), "--quiet"], capsys)  # fmt: skip
     s = _check_outputs(out, "langevin", 15, ["x", "y", "mean", "std", "lower_90", "upper_90"])
     assert s["num_samples"] == 40 and s["num_particles"] is None
     assert s["log_evidence"] is None and s["stages"] is None
@@ -135,7 +135,10 @@ def test_langevin(data: dict[str, Path], tmp_path: Path, capsys) -> None:
     idata = _load_idata(out)
     assert idata.posterior.sizes["chain"] == 2 and idata.posterior.sizes["draw"] == 20
     assert "predictions" in idata.groups()
-    # The fit is crude but must explain most of the variance (target sd ~2.2).
+    # The fit must explain most of the variance (target sd ~2.2). With 200 Adam steps and
+    # 60 burn-in steps the MAP was not reached and the RMSE (0.8-1.6 over seeds 0-3) turned
+    # on rounding; with the default MAP search it was 0.38-1.27 (a chain can settle in a
+    # poorer mode: seed 3), and 0.38 at this seed.
     assert s["test"]["rmse"] < 1.5
 
 

@@ -165,6 +165,18 @@ def test_find_map_validation():
     with pytest.raises(ValueError, match="learning_rate"):
         ln.find_map(post, np.zeros(3), learning_rate=-1.0)
     with pytest.raises(ValueError, match="1-D"):
-        ln.find_map(post, np.zeros((2, 3)))
+        ln.find_map(post, np.zeros((2, 2, 3)))
     with pytest.raises(ValueError, match="NaN"):
         ln.find_map(post, np.array([0.0, np.nan, 0.0]))
+
+
+def test_find_map_from_several_starts_matches_one_at_a_time():
+    post = ln.BayesianMLP((2, 1), noise_std=0.5).posterior(*toy_data())
+    starts = np.array([[0.0, 0.0, 0.0], [1.0, -1.0, 2.0], [-3.0, 0.5, 0.0]])
+    together = ln.find_map(post, starts, num_steps=200, learning_rate=1e-2)
+    assert together.position.shape == (3, 3) and together.loss_history.shape == (200, 3)
+    for c, start in enumerate(starts):
+        alone = ln.find_map(post, start, num_steps=200, learning_rate=1e-2)
+        # vmap batches the same arithmetic: equal up to float32 rounding.
+        np.testing.assert_allclose(together.position[c], alone.position, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(together.loss_history[:, c], alone.loss_history, rtol=1e-5)

@@ -184,3 +184,27 @@ def test_zero_weight_samples_are_ignored():
     np.testing.assert_allclose(
         jnp.asarray(pred.interval(0.9)), jnp.asarray(keep.interval(0.9)), atol=1e-5
     )
+
+
+def test_a_prediction_compiles_one_program_per_summary():
+    # Op by op, a prediction at new shapes compiled some 60 programs (about 3 s of a small
+    # command-line fit); each summary is one jitted program now, and nothing recompiles
+    # at shapes already seen.
+    from helpers import count_compiles
+
+    rng = np.random.default_rng(1)
+    samples = 0.1 * rng.normal(size=(5, MODEL.dim))
+
+    def everything(n):
+        X = np.linspace(-1.0, 1.0, n)[:, None]
+        y = np.sin(X[:, 0])
+        pred = ln.predict(MODEL, samples, X, log_weights=np.arange(5.0))
+        pred.interval(0.9)
+        pred.interval(0.5, noise=False)
+        return pred.log_predictive_density(y), pred.rmse(y), pred.coverage(y, 0.8)
+
+    count_compiles(everything, 7)
+    assert count_compiles(everything, 7)[1] == 0
+    # Nine summaries (outputs, moments, squeeze, two bands, density, mean, rmse,
+    # coverage) and a few conversions at the new row count.
+    assert count_compiles(everything, 8)[1] <= 12

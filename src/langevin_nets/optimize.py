@@ -43,8 +43,9 @@ def find_map(
     posterior : Posterior or callable
         An object with ``logdensity`` (and ``sample_prior`` when a key is given),
         or a log density function of a flat position.
-    key_or_init : PRNG key or array ``(dim,)``
-        A key (start from a prior draw) or the starting position.
+    key_or_init : PRNG key, or array ``(dim,)`` or ``(starts, dim)``
+        A key (start from a prior draw), the starting position, or several starting
+        positions, optimised side by side in one compiled program (``vmap``).
     num_steps : int
         Adam steps.
     learning_rate : float
@@ -53,6 +54,8 @@ def find_map(
     Returns
     -------
     MAPResult
+        ``position`` has the shape of the start; ``loss_history`` is ``(num_steps,)``, or
+        ``(num_steps, starts)`` for several starts.
     """
     num_steps = positive_int(num_steps, "num_steps")
     learning_rate = positive_float(learning_rate, "learning_rate")
@@ -67,9 +70,12 @@ def find_map(
         x0 = posterior.sample_prior(key_or_init)
     else:
         x0 = jnp.asarray(key_or_init, dtype=jnp.result_type(float))
-        if x0.ndim != 1:
-            raise ValueError(f"the initial position must be 1-D, got shape {x0.shape}")
-        if not bool(jnp.all(jnp.isfinite(x0))):
+        if x0.ndim not in (1, 2):
+            raise ValueError(
+                f"the initial position must be 1-D (dim,) or 2-D (starts, dim), got shape "
+                f"{x0.shape}"
+            )
+        if not np.all(np.isfinite(np.asarray(x0))):
             raise ValueError("the initial position contains NaN or infinite values")
 
     optimizer = optax.adam(learning_rate)
@@ -77,8 +83,7 @@ def find_map(
     def loss(x: Array) -> Array:
         return -logdensity_fn(x)
 
-    @jax.jit
-    def run(x0: Array) -> tuple[Array, Array]:
+    def adam(x0: Array) -> tuple[Array, Array]:
         def body(carry, _):
             x, opt_state = carry
             value, g = jax.value_and_grad(loss)(x)
@@ -88,5 +93,8 @@ def find_map(
         (x, _), history = jax.lax.scan(body, (x0, optimizer.init(x0)), length=num_steps)
         return x, history
 
-    x, history = run(x0)
+    if x0.ndim == 2:
+        x, history = jax.jit(jax.vmap(adam, out_axes=(0, 1)))(x0)
+    else:
+        x, history = jax.jit(adam)(x0)
     return MAPResult(x, history)

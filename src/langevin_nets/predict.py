@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import functools
+import math
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 from langevin_nets.validation import as_float_matrix
 
 Array = jax.Array
+
+# Every computation below is one jitted program: run op by op, a prediction compiled some
+# hundred small programs (about 3 s of a small command-line fit).
+
+
+@jax.jit
+def _normalised(log_weights: Array) -> Array:
+    return log_weights - logsumexp(log_weights)
 
 
 def _positions_and_log_weights(samples: Any, log_weights: Any, dim: int) -> tuple[Array, Array]:
@@ -30,17 +41,20 @@ def _positions_and_log_weights(samples: Any, log_weights: Any, dim: int) -> tupl
             f"samples must have a last axis of size {dim} (the model's dim), "
             f"got shape {positions.shape}"
         )
-    positions = positions.reshape(-1, dim)
+    if positions.ndim != 2:
+        positions = positions.reshape(-1, dim)
     S = positions.shape[0]
+    # The log weights are a small host vector: checked and filled by NumPy, so that no
+    # eager JAX operation is compiled for them.
     if log_weights is None:
-        lw = jnp.full((S,), -jnp.log(S))
+        lw = jnp.asarray(np.full((S,), -math.log(S), dtype=positions.dtype))
     else:
-        lw = jnp.asarray(log_weights, dtype=positions.dtype).reshape(-1)
-        if lw.shape[0] != S:
-            raise ValueError(f"log_weights has {lw.shape[0]} entries for {S} samples")
-        if not bool(jnp.any(jnp.isfinite(lw))):
+        lw_host = np.asarray(log_weights, dtype=positions.dtype).reshape(-1)
+        if lw_host.shape[0] != S:
+            raise ValueError(f"log_weights has {lw_host.shape[0]} entries for {S} samples")
+        if not np.any(np.isfinite(lw_host)):
             raise ValueError("log_weights has no finite entry")
-        lw = lw - logsumexp(lw)
+        lw = _normalised(jnp.asarray(lw_host))
     return positions, lw
 
 
@@ -61,13 +75,72 @@ def _mixture_quantile(q: Array, mu: Array, sigma: Array, w: Array) -> Array:
     return 0.5 * (lo + hi)
 
 
-def _weighted_quantile(q: float, x: Array, w: Array) -> Array:
+def _weighted_quantile(q: Array, x: Array, w: Array) -> Array:
     """Weighted quantile over axis 0 of ``x`` ``(S, n)``."""
     order = jnp.argsort(x, axis=0)
     xs = jnp.take_along_axis(x, order, axis=0)
     cw = jnp.cumsum(w[order], axis=0)
     idx = jnp.argmax(cw >= q, axis=0)
     return jnp.take_along_axis(xs, idx[None, :], axis=0)[0]
+
+
+@jax.jit
+def _moments(mu: Array, sigma: Array, log_weights: Array) -> tuple[Array, ...]:
+    """``(noise, weights, mean, std_without_noise, std)`` of the weighted samples."""
+    if sigma.ndim == 1:
+        sigma = sigma[:, None, None]
+    noise = jnp.broadcast_to(sigma, mu.shape)
+    weights = jnp.exp(log_weights)
+    w = weights[:, None, None]
+    m = jnp.sum(w * mu, axis=0)
+    var_f = jnp.sum(w * (mu - m) ** 2, axis=0)
+    var_noise = jnp.sum(w * noise**2, axis=0)
+    return noise, weights, m, jnp.sqrt(var_f), jnp.sqrt(var_f + var_noise)
+
+
+@functools.partial(jax.jit, static_argnames="with_noise")
+def _band(
+    samples: Array, noise: Array, weights: Array, level: Array, with_noise: bool
+) -> tuple[Array, Array]:
+    """The central ``level`` band per point and output: two ``(n, d_out)`` arrays."""
+    S, n, d_out = samples.shape
+    flat = jnp.moveaxis(samples, -1, 1).reshape(S, n * d_out)
+    qs = (0.5 * (1 - level), 0.5 * (1 + level))
+    if with_noise:
+        scale = jnp.moveaxis(noise, -1, 1).reshape(S, n * d_out)
+        bounds = [_mixture_quantile(q, flat, scale, weights) for q in qs]
+    else:
+        bounds = [_weighted_quantile(q, flat, weights) for q in qs]
+    lo, hi = (b.reshape(d_out, n).T for b in bounds)
+    return lo, hi
+
+
+@jax.jit
+def _log_predictive(y: Array, samples: Array, noise: Array, log_weights: Array) -> Array:
+    """``log sum_s W_s p(y_i | theta_s)`` for each row ``i``."""
+    ll = jnp.sum(norm.logpdf(y[None], samples, noise), axis=-1)
+    return logsumexp(log_weights[:, None] + ll, axis=0)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _squeeze_single(arrays: tuple[Array, ...], single: bool) -> tuple[Array, ...]:
+    """Drop the output axis of ``(n, 1)`` arrays (one jitted call, not one op per array)."""
+    return tuple(a[..., 0] for a in arrays) if single else arrays
+
+
+@jax.jit
+def _mean(a: Array) -> Array:
+    return jnp.mean(a)
+
+
+@jax.jit
+def _rmse(y: Array, mean: Array) -> Array:
+    return jnp.sqrt(jnp.mean((y - mean) ** 2))
+
+
+@jax.jit
+def _inside(y: Array, lo: Array, hi: Array) -> Array:
+    return jnp.mean((y >= lo) & (y <= hi))
 
 
 class Prediction:
@@ -96,23 +169,15 @@ class Prediction:
     def __init__(self, mu: Array, sigma: Array, log_weights: Array) -> None:
         self.samples = mu
         self.sigma = sigma
-        sigma = jnp.asarray(sigma)
-        if sigma.ndim == 1:
-            sigma = sigma[:, None, None]
-        self.noise = jnp.broadcast_to(sigma, mu.shape)
         self.log_weights = log_weights
-        self.weights = jnp.exp(log_weights)
-        w = self.weights[:, None, None]
-        m = jnp.sum(w * mu, axis=0)
-        var_f = jnp.sum(w * (mu - m) ** 2, axis=0)
-        var_noise = jnp.sum(w * self.noise**2, axis=0)
         self._single = mu.shape[-1] == 1
-        self.mean = self._shape(m)
-        self.std_without_noise = self._shape(jnp.sqrt(var_f))
-        self.std = self._shape(jnp.sqrt(var_f + var_noise))
-
-    def _shape(self, a: Array) -> Array:
-        return a[..., 0] if self._single else a
+        # ``_mean_2d``: the mean as (n, d_out) whatever the number of outputs.
+        self.noise, self.weights, self._mean_2d, sd_f, sd = _moments(
+            mu, jnp.asarray(sigma), log_weights
+        )
+        self.mean, self.std_without_noise, self.std = _squeeze_single(
+            (self._mean_2d, sd_f, sd), self._single
+        )
 
     def _targets(self, y: Any) -> Array:
         n, d_out = self.samples.shape[1:]
@@ -129,40 +194,31 @@ class Prediction:
         """
         if not 0.0 < level < 1.0:
             raise ValueError(f"level must be in (0, 1), got {level!r}")
-        S, n, d_out = self.samples.shape
-        flat = jnp.moveaxis(self.samples, -1, 1).reshape(S, n * d_out)
-        qs = (0.5 * (1 - level), 0.5 * (1 + level))
-        if noise:
-            scale = jnp.moveaxis(self.noise, -1, 1).reshape(S, n * d_out)
-            bounds = [_mixture_quantile(q, flat, scale, self.weights) for q in qs]
-        else:
-            bounds = [_weighted_quantile(q, flat, self.weights) for q in qs]
-        lo, hi = (b.reshape(d_out, n).T for b in bounds)
-        return self._shape(lo), self._shape(hi)
+        return _squeeze_single(self._band_2d(level, noise), self._single)
+
+    def _band_2d(self, level: float, noise: bool) -> tuple[Array, Array]:
+        level_ = jnp.asarray(level, self.samples.dtype)
+        return _band(self.samples, self.noise, self.weights, level_, with_noise=bool(noise))
 
     def pointwise_log_predictive_density(self, y: Any) -> Array:
         """``log sum_s W_s p(y_i | theta_s)`` for each row ``i``: shape ``(n,)``."""
-        yy = self._targets(y)
-        ll = jnp.sum(norm.logpdf(yy[None], self.samples, self.noise), axis=-1)
-        return logsumexp(self.log_weights[:, None] + ll, axis=0)
+        return _log_predictive(self._targets(y), self.samples, self.noise, self.log_weights)
 
     def log_predictive_density(self, y: Any) -> float:
         """Mean over points of the log posterior predictive density of ``y``."""
-        return float(jnp.mean(self.pointwise_log_predictive_density(y)))
+        return float(_mean(self.pointwise_log_predictive_density(y)))
 
     def rmse(self, y: Any) -> float:
         """Root mean squared error of the predictive mean."""
-        yy = self._targets(y)
-        m = self.mean[:, None] if self._single else self.mean
-        return float(jnp.sqrt(jnp.mean((yy - m) ** 2)))
+        return float(_rmse(self._targets(y), self._mean_2d))
 
     def coverage(self, y: Any, level: float = 0.9) -> float:
         """Fraction of targets inside the ``level`` predictive interval (noise included)."""
         yy = self._targets(y)
-        lo, hi = self.interval(level, noise=True)
-        if self._single:
-            lo, hi = lo[:, None], hi[:, None]
-        return float(jnp.mean((yy >= lo) & (yy <= hi)))
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
+        lo, hi = self._band_2d(level, noise=True)
+        return float(_inside(yy, lo, hi))
 
 
 def _outputs_fn(model: Any) -> Any:

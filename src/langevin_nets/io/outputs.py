@@ -251,7 +251,8 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
     coords["layer0_in"] = list(result.feature_names)
     s_y, m_y = float(result.y_scaler.scale[0]), float(result.y_scaler.mean[0])
     flat = draws.reshape(C * D, dim)
-    sigma = np.asarray(jax.vmap(model.sigma)(jnp.asarray(flat))).reshape(C, D)
+    # Each per-draw quantity is one jitted program (op by op, each operation compiles).
+    sigma = np.asarray(jax.jit(jax.vmap(model.sigma))(jnp.asarray(flat))).reshape(C, D)
     post["sigma_y"] = sigma * s_y
 
     Xs = jnp.asarray(result.x_scaler.transform(X), dtype=flat.dtype)
@@ -259,10 +260,12 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
     n = X.shape[0]
     pointwise = C * D * n <= MAX_POINTWISE
     sample_stats: dict[str, Any] = {}
-    lp = np.asarray(jax.vmap(model.logprior)(jnp.asarray(flat))).reshape(C, D)
+    lp = np.asarray(jax.jit(jax.vmap(model.logprior))(jnp.asarray(flat))).reshape(C, D)
     if pointwise:
         ys = jnp.asarray(result.y_scaler.transform(y[:, None]), dtype=flat.dtype)
-        ll = jax.vmap(lambda p: model.loglikelihood_per_datum(p, Xs, ys))(jnp.asarray(flat))
+        ll = jax.jit(jax.vmap(model.loglikelihood_per_datum, (0, None, None)))(
+            jnp.asarray(flat), Xs, ys
+        )
         ll = np.asarray(ll).reshape(C, D, n) - math.log(s_y)
         mu, noise = _mean_and_noise(model, flat, Xs)
         rng = np.random.default_rng(result.config["seed"])
