@@ -18,7 +18,9 @@ For each split asked for, in one process and alternating which goes first:
   (:data:`SELECTED_CANDIDATES`: prior scale 1 or 2 with the protocol's width or half of it,
   and the two heteroscedastic half-width candidates with the noise floor ``auto``), each fit
   as the fixed recipe is, the one with the highest training log evidence kept. Its time is
-  the six fits' together, compilation included, right after the fixed recipe's.
+  the six fits' together, compilation included, right after the fixed recipe's. With
+  ``--screen-steps K`` the six are fit first with ``K`` moves per stage and only the
+  ``--keep`` best by that evidence fit in full (successive halving; the time counts all).
 
 Both fit the same model: one hidden layer of the split's ``n_hidden`` ReLU units, fan-in
 prior of scale 1, Gamma(1, 1) prior on the noise level, data standardised with the
@@ -114,39 +116,73 @@ def run_ours(problem: Any, seed: int, particles: int, steps: int,
 
 
 def run_selected(problem: Any, seed: int, particles: int, steps: int, integration_steps: int,
-                 candidates: Sequence[tuple[float, float, bool]]) -> dict[str, Any]:  # fmt: skip
+                 candidates: Sequence[tuple[float, float, bool]],
+                 screen: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
     """Ours, evidence-selected, on one split: every candidate fit as the fixed recipe is (same
-    seed), the highest training log evidence kept; the time is all the fits' together."""
+    seed), the highest training log evidence kept; the time is all the fits' together.
+
+    With ``screen`` (``{"steps": K, "keep": M}``) the candidates are first fit with ``K``
+    moves per stage instead of ``steps``, and only the ``M`` with the highest log evidence
+    of those cheap fits are fit again in full; the choice among those is by their full
+    fits' evidence. The time counts every fit, screening included.
+    """
     n_hidden = problem.posterior.model.layer_sizes[1]
-    fits = {}
-    for prior_scale, width, hetero in candidates:
-        key = uci.candidate_key(prior_scale, uci.FIXED_NOISE_SHAPE, width, hetero)
-        fits[key] = uci.run_fit(problem.X, problem.y, problem.X_test, problem.y_test, n_hidden,
-                                prior_scale, uci.FIXED_NOISE_SHAPE, particles, steps, seed,
-                                integration_steps, width_factor=width,
-                                heteroscedastic=hetero)  # fmt: skip
-    usable = {k: f for k, f in fits.items() if math.isfinite(f["log_evidence"])}
-    chosen = max(usable or fits, key=lambda k: fits[k]["log_evidence"])
-    wall = sum(f["wall_seconds"] for f in fits.values())
-    compile_s = sum(f["compile_seconds"] for f in fits.values())
+
+    def fit_all(cands: Sequence[tuple[float, float, bool]], moves: int) -> dict[str, Any]:
+        fits = {}
+        for prior_scale, width, hetero in cands:
+            key = uci.candidate_key(prior_scale, uci.FIXED_NOISE_SHAPE, width, hetero)
+            fits[key] = uci.run_fit(
+                problem.X, problem.y, problem.X_test, problem.y_test, n_hidden, prior_scale,
+                uci.FIXED_NOISE_SHAPE, particles, moves, seed, integration_steps,
+                width_factor=width, heteroscedastic=hetero,
+            )
+        return fits
+
+    def best(fits: dict[str, Any], count: int) -> list[str]:
+        # Non-finite evidence (a failed fit) ranks last.
+        def score(k: str) -> float:
+            lz = fits[k]["log_evidence"]
+            return lz if lz is not None and math.isfinite(lz) else -math.inf
+
+        return sorted(fits, key=score, reverse=True)[:count]
+
+    def summary(fits: dict[str, Any]) -> dict[str, Any]:
+        return {k: {m: f[m] for m in ("log_evidence", "test_log_likelihood", "test_rmse",
+                                      "wall_seconds", "compile_seconds")}
+                for k, f in fits.items()}  # fmt: skip
+
+    screened: dict[str, Any] = {}
+    if screen is not None:
+        screened = fit_all(candidates, screen["steps"])
+        keys = dict(zip((uci.candidate_key(c[0], uci.FIXED_NOISE_SHAPE, c[1], c[2])
+                         for c in candidates), candidates, strict=True))  # fmt: skip
+        candidates = [keys[k] for k in best(screened, screen["keep"])]
+    fits = fit_all(candidates, steps)
+    chosen = best(fits, 1)[0]
+    every = [*screened.values(), *fits.values()]
+    wall = sum(f["wall_seconds"] for f in every)
+    compile_s = sum(f["compile_seconds"] for f in every)
     pick = fits[chosen]
-    return {
+    out = {
         "chosen": chosen,
         "test_rmse": pick["test_rmse"],
         "test_log_likelihood": pick["test_log_likelihood"],
         "log_evidence": pick["log_evidence"],
-        "candidates": {k: {m: f[m] for m in ("log_evidence", "test_log_likelihood",
-                                             "test_rmse", "wall_seconds", "compile_seconds")}
-                       for k, f in fits.items()},  # fmt: skip
+        "candidates": summary(fits),
         "wall_seconds": wall,
         "compile_seconds": compile_s,
         "run_seconds": max(wall - compile_s, 0.0),
     }
+    if screen is not None:
+        out["screened"] = summary(screened)
+    return out
 
 
 def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
               ours: dict[str, int], blackjax_first: bool,
-              selected: Sequence[tuple[float, float, bool]] = ()) -> dict[str, Any]:  # fmt: skip
+              selected: Sequence[tuple[float, float, bool]] = (),
+              screen: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
     """Both samplers on one split, in the order asked for (ours' evidence-selected fits, if
     any candidates are given, right after ours' fixed one)."""
     import peers
@@ -163,7 +199,7 @@ def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
             if selected:
                 rec["ours_selected"] = run_selected(
                     problem, seed, ours["particles"], ours["steps"], ours["integration_steps"],
-                    selected,
+                    selected, screen,
                 )
     return rec
 
@@ -294,12 +330,20 @@ def markdown(data: dict[str, Any]) -> str:
         )
     sel_rows = [(n, a) for n, a in data["aggregate"].items() if "ours_selected" in a]
     if sel_rows:
+        screen = cfg.get("screen")
+        how = (
+            f"fit first with {screen['steps']} move(s) per stage, the {screen['keep']} with "
+            "the highest log evidence of those fits fit again in full, and the highest full "
+            "log evidence kept; its time is all the fits' together, screening included."
+            if screen
+            else "fit one after another right after the fixed recipe, the highest training "
+            "log evidence kept; its time is all the fits' together."
+        )
         lines += [
             "",
             "Ours, evidence-selected, timed side by side (`--evidence-selected`): the "
             f"{len(cfg.get('selected_candidates', []))} candidates of `uci.py`'s "
-            "evidence-selected row fit one after another right after the fixed recipe, the "
-            "highest training log evidence kept; its time is all the fits' together.",
+            f"evidence-selected row {how}",
             "",
             "| data set | splits | BlackJAX test LL | ours evidence-selected test LL "
             "| selected - BlackJAX, paired | BlackJAX s / split (compiled) "
@@ -336,12 +380,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--evidence-selected", action="store_true",
                    help="also run uci.py's evidence-selected row (its six candidates) side by "
                         "side; give its own --out")  # fmt: skip
+    p.add_argument("--screen-steps", type=int, default=None, metavar="K",
+                   help="with --evidence-selected: fit every candidate first with K moves per "
+                        "stage, and again in full only the --keep best by that log evidence")
+    p.add_argument("--keep", type=int, default=2, metavar="M",
+                   help="candidates fit in full after screening (default: %(default)s)")
     p.add_argument("--out", type=Path, default=None, metavar="FILE.json")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.screen_steps is not None:
+        problem = None
+        if not args.evidence_selected:
+            problem = "--screen-steps needs --evidence-selected"
+        elif args.screen_steps < 1 or args.keep < 1:
+            problem = (f"--screen-steps and --keep must be at least 1, got {args.screen_steps} "
+                       f"and {args.keep}")  # fmt: skip
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
     import peers
     from common import command_line, machine_info
     from langevin_nets.datasets import find_uci_dir
@@ -374,6 +433,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         selected = QUICK_SELECTED if quick else SELECTED_CANDIDATES
         # Recorded only when asked for, so that files written before the option still match.
         config["selected_candidates"] = [list(c) for c in selected]
+    screen = None
+    if args.screen_steps is not None:
+        screen = {"steps": args.screen_steps, "keep": min(args.keep, len(selected))}
+        config["screen"] = screen
     out = args.out or (QUICK_OUT if quick else DEFAULT_OUT)
     data: dict[str, Any] = {"benchmark": "uci_peers", "config": config, "runs": {}}
     if out.exists():
@@ -398,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name} split {k}: done already", flush=True)
                 continue
             rec = run_split(name, k, root, args.seed + k, bj, ours,
-                            blackjax_first=order % 2 == 0, selected=selected)  # fmt: skip
+                            blackjax_first=order % 2 == 0, selected=selected,
+                            screen=screen)  # fmt: skip
             order += 1
             rec["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs[str(k)] = rec

@@ -261,6 +261,46 @@ def test_uci_peers_evidence_selected_quick_run(tmp_path):
     assert "Ours, evidence-selected, timed side by side" in text
 
 
+@pytest.mark.bench_smoke
+def test_uci_peers_screened_selection_quick_run(tmp_path):
+    """uci_peers.py --quick --evidence-selected --screen-steps 1 --keep 1: every candidate is
+    screened, only the best by the screening evidence is fit in full and chosen, and the
+    time counts every fit. Never a timing."""
+    pytest.importorskip("blackjax", reason="the bench extra (blackjax) is not installed")
+    results = tmp_path / "results"
+    out = results / "uci_peers_screened.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uci_peers.py"), "--quick",
+           "--evidence-selected", "--screen-steps", "1", "--keep", "1", "--out", str(out),
+           "--uci-results", str(tmp_path / "none.json")]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["config"]["screen"] == {"steps": 1, "keep": 1}
+    sel = report["runs"]["yacht"]["0"]["ours_selected"]
+    screened, full = sel["screened"], sel["candidates"]
+    assert len(screened) == 2
+    assert list(full) == [max(screened, key=lambda k: screened[k]["log_evidence"])]
+    assert sel["chosen"] == list(full)[0]
+    every = [*screened.values(), *full.values()]
+    assert sel["wall_seconds"] == pytest.approx(sum(c["wall_seconds"] for c in every))
+    text = _readme_tables(results, tmp_path)
+    assert "fit first with 1 move(s) per stage, the 1 with the highest" in text
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [(["--screen-steps", "2"], "--screen-steps needs --evidence-selected"),
+     (["--evidence-selected", "--screen-steps", "0"], "must be at least 1")],
+)  # fmt: skip
+def test_uci_peers_screening_options_are_checked(tmp_path, extra, match):
+    # Checked before anything is imported or read: no BlackJAX or data needed.
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uci_peers.py"), "--datasets", "yacht",
+           "--splits", "0", "--out", str(tmp_path / "x.json"), *extra]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and match in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "x.json").exists()
+
+
 def test_uci_results_of_another_recipe_are_refused(tmp_path, monkeypatch):
     """A results JSON is continued only with the same recipe; one written before
     ``integration_steps`` was recorded counts as the default 20 leapfrog steps, and one
