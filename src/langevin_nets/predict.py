@@ -16,8 +16,8 @@ from langevin_nets.validation import as_float_matrix
 
 Array = jax.Array
 
-# Every computation below is one jitted program: run op by op, a prediction compiled some
-# hundred small programs (about 3 s of a small command-line fit).
+# Every computation below is one jitted program: run op by op, a prediction at new shapes
+# compiled some 60 small programs (about 3 s of a small command-line fit).
 
 
 @jax.jit
