@@ -127,11 +127,13 @@ def run_selected(problem: Any, seed: int, particles: int, steps: int, integratio
     fits' evidence. The time counts every fit, screening included.
     """
     n_hidden = problem.posterior.model.layer_sizes[1]
+    by_key = {uci.candidate_key(p, uci.FIXED_NOISE_SHAPE, w, h): (p, w, h)
+              for p, w, h in candidates}  # fmt: skip
 
-    def fit_all(cands: Sequence[tuple[float, float, bool]], moves: int) -> dict[str, Any]:
+    def fit_all(keys: Sequence[str], moves: int) -> dict[str, Any]:
         fits = {}
-        for prior_scale, width, hetero in cands:
-            key = uci.candidate_key(prior_scale, uci.FIXED_NOISE_SHAPE, width, hetero)
+        for key in keys:
+            prior_scale, width, hetero = by_key[key]
             fits[key] = uci.run_fit(
                 problem.X, problem.y, problem.X_test, problem.y_test, n_hidden, prior_scale,
                 uci.FIXED_NOISE_SHAPE, particles, moves, seed, integration_steps,
@@ -153,12 +155,11 @@ def run_selected(problem: Any, seed: int, particles: int, steps: int, integratio
                 for k, f in fits.items()}  # fmt: skip
 
     screened: dict[str, Any] = {}
+    full_keys = list(by_key)
     if screen is not None:
-        screened = fit_all(candidates, screen["steps"])
-        keys = dict(zip((uci.candidate_key(c[0], uci.FIXED_NOISE_SHAPE, c[1], c[2])
-                         for c in candidates), candidates, strict=True))  # fmt: skip
-        candidates = [keys[k] for k in best(screened, screen["keep"])]
-    fits = fit_all(candidates, steps)
+        screened = fit_all(full_keys, screen["steps"])
+        full_keys = best(screened, screen["keep"])
+    fits = fit_all(full_keys, steps)
     chosen = best(fits, 1)[0]
     every = [*screened.values(), *fits.values()]
     wall = sum(f["wall_seconds"] for f in every)

@@ -192,11 +192,11 @@ class Prediction:
         With ``noise=True`` the band is for a new observation (the Gaussian mixture over
         samples); otherwise for the network's output.
         """
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
         return _squeeze_single(self._band_2d(level, noise), self._single)
 
     def _band_2d(self, level: float, noise: bool) -> tuple[Array, Array]:
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level must be in (0, 1), got {level!r}")
         level_ = jnp.asarray(level, self.samples.dtype)
         return _band(self.samples, self.noise, self.weights, level_, with_noise=bool(noise))
 
@@ -215,8 +215,6 @@ class Prediction:
     def coverage(self, y: Any, level: float = 0.9) -> float:
         """Fraction of targets inside the ``level`` predictive interval (noise included)."""
         yy = self._targets(y)
-        if not 0.0 < level < 1.0:
-            raise ValueError(f"level must be in (0, 1), got {level!r}")
         lo, hi = self._band_2d(level, noise=True)
         return float(_inside(yy, lo, hi))
 
