@@ -111,9 +111,11 @@ def test_chunk_is_static_and_normalised(setup):
         assert struct(post.with_data_chunk(big)) == struct(post)
     assert a.with_data_chunk(None).data_chunk is None
 
-    # The data stay leaves: a flatten/unflatten round trip keeps the chunk.
+    # The data stay leaves (then the model's hyperparameters, scalars): a flatten/unflatten
+    # round trip keeps the chunk.
     leaves, treedef = jax.tree_util.tree_flatten(a)
-    assert len(leaves) == 2 and leaves[0] is a.X
+    assert leaves[0] is a.X and leaves[1] is a.y
+    assert all(leaf.shape == () for leaf in leaves[2:])
     back = jax.tree_util.tree_unflatten(treedef, leaves)
     assert back.data_chunk == 5 and back.num_data == N_DATA and back.dim == a.dim
 

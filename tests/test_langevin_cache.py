@@ -112,3 +112,26 @@ def test_cached_progress_bar_still_reports(monkeypatch):
         langevin(std_normal, jax.random.PRNGKey(0), X0, 40, progress_bar=True, **BASE)
         jax.effects_barrier()
     assert [(b.total, b.n) for b in bars] == [(40, 40), (40, 40)]
+
+
+def test_posteriors_differing_in_prior_share_the_sampler():
+    # The prior's hyperparameters are leaves of the Posterior, so the second prior reuses
+    # the first one's program and still samples its own density: the same numbers as a
+    # plain function of that posterior (traced with its constants baked in).
+    from langevin_nets import BayesianMLP
+
+    X = np.linspace(-1.0, 1.0, 8)[:, None]
+    y = 0.5 * X[:, 0]
+    key = jax.random.PRNGKey(6)
+    x0 = np.zeros((2, 3))
+    wide, narrow = (
+        BayesianMLP((1, 1), prior_scale=s, noise_shape=a).posterior(X, y)
+        for s, a in ((3.0, 1.0), (0.5, 3.0))
+    )
+    opts = {**BASE, "step_size": 0.05}
+    first = langevin(wide, key, x0, 30, **opts)
+    got, n = count_compiles(langevin, narrow, key, x0, 30, **opts)
+    assert n == 0
+    plain = langevin(lambda x: narrow.logdensity(x), key, x0, 30, **opts)
+    np.testing.assert_allclose(got.positions, plain.positions, rtol=1e-4, atol=1e-5)
+    assert not np.allclose(got.positions, first.positions, rtol=1e-2)

@@ -182,3 +182,74 @@ def test_posterior_is_a_callable_density():
     assert post.loglikelihood_per_datum(theta).shape == (4,)
     batch = jax.vmap(post.logdensity)(post.sample_prior(jax.random.PRNGKey(2), 5))
     assert batch.shape == (5,) and np.all(np.isfinite(batch))
+
+
+def test_hyperparameters_are_traced_leaves_of_the_posterior():
+    # One structure, several priors: the posteriors share a tree structure (so one compiled
+    # program), the models stay unequal, and each density read through that one program is
+    # its own closed form (Bayesian linear regression: Gaussian prior, Gamma prior on sigma
+    # with the Jacobian of log sigma, Gaussian likelihood).
+    from scipy import stats
+
+    X = np.linspace(-1.0, 1.0, 6)[:, None]
+    y = 0.7 * X[:, 0] + 0.2
+    theta = np.array([-0.4, 0.6, 0.1])  # log sigma, w, b
+    traces = []
+
+    @jax.jit
+    def density(post, position):
+        traces.append(isinstance(post.model.prior_scale, jax.core.Tracer))
+        return post.logdensity(position)
+
+    priors = [(1.0, 1.0), (0.3, 2.5), (4.0, 0.7)]
+    posts = [ln.BayesianMLP((1, 1), prior_scale=s, noise_shape=a).posterior(X, y)
+             for s, a in priors]  # fmt: skip
+    struct = jax.tree_util.tree_structure
+    assert all(struct(p) == struct(posts[0]) for p in posts)
+    assert posts[0].model != posts[1].model
+    for (s, a), post in zip(priors, posts, strict=True):
+        sigma = np.exp(theta[0])
+        exact = (
+            stats.norm.logpdf(theta[1:], 0.0, s).sum()
+            + stats.gamma.logpdf(sigma, a) + theta[0]
+            + stats.norm.logpdf(y, theta[1] * X[:, 0] + theta[2], sigma).sum()
+        )  # fmt: skip
+        np.testing.assert_allclose(float(density(post, theta)), exact, rtol=1e-5)
+    # Traced once, with the hyperparameters as tracers: a Python branch on one fails
+    # loudly instead of baking another prior's value into the program.
+    assert traces == [True]
+
+    # The noise model is structure: a fixed noise level or a floor is another program, and
+    # their values are leaves too.
+    fixed = [ln.BayesianMLP((1, 1), noise_std=v).posterior(X, y) for v in (0.5, 2.0)]
+    assert struct(fixed[0]) == struct(fixed[1]) != struct(posts[0])
+    for v, post in zip((0.5, 2.0), fixed, strict=True):
+        exact = stats.norm.logpdf(theta[1:], 0.0, 1.0).sum() + stats.norm.logpdf(
+            y, theta[1] * X[:, 0] + theta[2], v
+        ).sum()
+        np.testing.assert_allclose(float(density(post, theta[1:])), exact, rtol=1e-5)
+    floors = [ln.BayesianMLP((1, 1), noise_floor=q).posterior(X, y) for q in (0.1, 0.5)]
+    assert struct(floors[0]) == struct(floors[1]) != struct(posts[0])
+    for q, post in zip((0.1, 0.5), floors, strict=True):
+        noise = np.hypot(np.exp(theta[0]), q)
+        exact = (
+            stats.norm.logpdf(theta[1:], 0.0, 1.0).sum()
+            + stats.gamma.logpdf(np.exp(theta[0]), 1.0) + theta[0]
+            + stats.norm.logpdf(y, theta[1] * X[:, 0] + theta[2], noise).sum()
+        )  # fmt: skip
+        np.testing.assert_allclose(float(density(post, theta)), exact, rtol=1e-5)
+    assert len(traces) == 3
+
+    # Prior draws through one program follow each prior: a traced Gamma shape and scale.
+    draw = jax.jit(lambda post, key: post.sample_prior(key, 4000))
+    for (s, a), post in zip(priors[1:], posts[1:], strict=True):
+        d = np.asarray(draw(post, jax.random.PRNGKey(0)), np.float64)
+        sigma = np.exp(d[:, 0])
+        assert abs(sigma.mean() - a) < 4 * np.sqrt(a / 4000)
+        assert abs(d[:, 1:].std() - s) < 4 * s / np.sqrt(2 * 8000)
+    assert draw._cache_size() == 1
+
+    # Outside a program, the posterior's model is the model itself (not a copy) after a
+    # flatten/unflatten round trip.
+    back = jax.tree.map(lambda a: a, posts[1])
+    assert back.model is posts[1].model

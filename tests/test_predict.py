@@ -208,3 +208,34 @@ def test_a_prediction_compiles_one_program_per_summary():
     # Nine summaries (outputs, moments, squeeze, two bands, density, mean, rmse,
     # coverage) and a few conversions at the new row count.
     assert count_compiles(everything, 8)[1] <= 12
+
+
+def test_models_differing_in_hyperparameters_share_the_prediction_program():
+    # The outputs program is keyed on the model's structure, its noise level and floor
+    # traced: each split of a benchmark (its own noise floor) and each prior scale of a
+    # sweep reuses it, and each prediction still has its own noise.
+    from helpers import count_compiles
+
+    X = np.linspace(-1.0, 1.0, 9)[:, None]
+    rng = np.random.default_rng(2)
+
+    def outputs(model):
+        pred = ln.predict(model, samples[:, : model.dim], X)
+        return pred.samples, pred.noise
+
+    def hetero(scale, floor):
+        return ln.BayesianMLP(
+            (1, 3, 1), prior_scale=scale, heteroscedastic=True, noise_floor=floor
+        )
+
+    samples = 0.1 * rng.normal(size=(6, hetero(1.0, 0.1).dim))
+    count_compiles(outputs, hetero(1.0, 0.1))
+    (mu, noise), n = count_compiles(outputs, hetero(2.0, 0.3))
+    assert n == 0
+    exact = hetero(2.0, 0.3).noise_level(samples[0], X)
+    np.testing.assert_allclose(noise[0], exact, rtol=1e-6)
+    assert float(noise.min()) >= 0.3 * (1 - 1e-6)
+    # A fixed noise level is a leaf too.
+    count_compiles(outputs, ln.BayesianMLP((1, 3, 1), noise_std=0.5))
+    (_, noise), n = count_compiles(outputs, ln.BayesianMLP((1, 3, 1), noise_std=0.25))
+    assert n == 0 and np.allclose(noise, 0.25)

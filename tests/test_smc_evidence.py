@@ -61,7 +61,7 @@ def gaussian_posterior(X, y, sigma, s=PRIOR_SCALE):
     return cov @ Phi.T @ y / sigma**2, cov
 
 
-def learned_noise_exact(X, y, a=NOISE_SHAPE):
+def learned_noise_exact(X, y, a=NOISE_SHAPE, s=PRIOR_SCALE):
     """Log evidence, posterior mean and variance of ``(log sigma, w, b)``.
 
     By quadrature on a fine grid in ``u = log sigma``.
@@ -70,11 +70,11 @@ def learned_noise_exact(X, y, a=NOISE_SHAPE):
     sigma = np.exp(u)
     # Gamma(a, 1) density of sigma times the Jacobian sigma: density of u.
     log_prior_u = a * u - sigma - gammaln(a)
-    log_f = log_prior_u + gaussian_log_evidence(X, y, sigma)
+    log_f = log_prior_u + gaussian_log_evidence(X, y, sigma, s)
     du = u[1] - u[0]
     log_z = logsumexp(log_f) + np.log(du)  # the integrand vanishes at both ends
     p = np.exp(log_f - log_z) * du
-    moments = [gaussian_posterior(X, y, sg) for sg in sigma[::20]]
+    moments = [gaussian_posterior(X, y, sg, s) for sg in sigma[::20]]
     means = np.array([m for m, _ in moments])
     second = np.array([c + np.outer(m, m) for m, c in moments])
     pw = p[::20] / p[::20].sum()
@@ -155,6 +155,35 @@ def test_learned_noise(learned, label, kwargs):
     post, log_z, mean, var = learned
     r = smc(post, jax.random.PRNGKey(2), num_particles=N_PARTICLES, **MOVES, **kwargs)
     _check(r, log_z, mean, var, N_PARTICLES)
+
+
+@pytest.mark.parametrize("noise", ["known", "learned"])
+def test_one_program_serves_every_prior(noise):
+    """The prior scale and the noise prior (or fixed noise level) are traced leaves of the
+    posterior: a second prior runs the first one's compiled program, and each run still
+    matches its own closed-form evidence and moments (a program that had baked in the
+    first prior's constants would miss the second's evidence by several nats)."""
+    from helpers import count_compiles
+
+    X, y = _data()
+    # (prior scale, noise std or Gamma shape): far enough apart that the evidences differ.
+    priors = [(0.5, 0.7), (2.0, 1.3)] if noise == "known" else [(0.5, 3.0), (3.0, 0.8)]
+    kwargs = dict(num_particles=N_PARTICLES, **MOVES, **CONFIGS[3][1])
+    evidences, compiles = [], []
+    for i, (scale, value) in enumerate(priors):
+        if noise == "known":
+            model = BayesianMLP((1, 1), noise_std=value, prior_scale=scale)
+            mean, cov = gaussian_posterior(X, y, value, scale)
+            log_z, var = float(gaussian_log_evidence(X, y, value, scale)), np.diag(cov)
+        else:
+            model = BayesianMLP((1, 1), noise_shape=value, prior_scale=scale)
+            log_z, mean, var = learned_noise_exact(X, y, value, scale)
+        r, n = count_compiles(smc, model.posterior(X, y), jax.random.PRNGKey(4 + i), **kwargs)
+        _check(r, log_z, mean, var, N_PARTICLES)
+        evidences.append(log_z)
+        compiles.append(n)
+    assert abs(evidences[1] - evidences[0]) > 1.0
+    assert compiles[1] == 0, compiles
 
 
 def test_predictive_mean_of_known_noise_model(known):

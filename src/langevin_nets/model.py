@@ -104,6 +104,8 @@ class BayesianMLP:
         self.noise_shape = positive_float(noise_shape, "noise_shape")
         self.noise_std = None if noise_std is None else positive_float(noise_std, "noise_std")
         self.noise_floor = nonnegative_float(noise_floor, "noise_floor")
+        # Whether there is a floor is structure (a different program); its value is not.
+        self._has_floor = self.noise_floor > 0.0
         self._default_network = network is None
         d_out = self.layer_sizes[-1]
         # The network's outputs: the mean, and with heteroscedastic noise its log-scale offset.
@@ -126,7 +128,9 @@ class BayesianMLP:
         self._template = template
         flat, self._unravel = ravel_pytree(template)
         self.num_weights = int(flat.shape[0])
-        self._weight_std = jnp.asarray(self._prior_std(template))
+        # The prior standard deviations at prior_scale 1: the scale multiplies them.
+        self._unit_std = self._prior_std(template, 1.0)
+        self._weight_std = jnp.asarray(self._unit_std * self.prior_scale)
         self._offset = 0 if self.noise_std is not None else 1
         self.dim = self.num_weights + self._offset
 
@@ -136,15 +140,13 @@ class BayesianMLP:
         """Whether sigma is a sampled parameter (``position[0] = log sigma``)."""
         return self.noise_std is None
 
-    def _prior_std(self, template: Any) -> np.ndarray:
+    def _prior_std(self, template: Any, scale: float) -> np.ndarray:
         stds = []
         for W, b in template:
             fan_in = W.shape[0]
-            w_scale = (
-                self.prior_scale / np.sqrt(fan_in) if self.prior == "fan_in" else (self.prior_scale)
-            )
+            w_scale = scale / np.sqrt(fan_in) if self.prior == "fan_in" else scale
             stds.append(np.full(W.size, w_scale))
-            stds.append(np.full(b.size, self.prior_scale))
+            stds.append(np.full(b.size, scale))
         return np.concatenate(stds)
 
     def unravel(self, position: Array) -> Any:
@@ -182,7 +184,7 @@ class BayesianMLP:
 
     def with_floor(self, noise: Array) -> Array:
         """``sqrt(noise_floor**2 + noise**2)``: ``noise`` itself when there is no floor."""
-        if self.noise_floor == 0.0:  # a Python branch: no floor, the same program as before
+        if not self._has_floor:  # a Python branch: no floor, the same program as before
             return noise
         return jnp.hypot(noise, jnp.asarray(self.noise_floor, dtype=jnp.result_type(noise)))
 
@@ -239,8 +241,8 @@ class BayesianMLP:
         if g is not None:
             # log of the noise level, kept in log space: no exp/log round trip.
             log_sigma = position[0] + g
-            if self.noise_floor != 0.0:
-                log_floor = float(np.log(self.noise_floor))
+            if self._has_floor:
+                log_floor = jnp.log(jnp.asarray(self.noise_floor, dtype=log_sigma.dtype))
                 log_sigma = 0.5 * jnp.logaddexp(2.0 * log_sigma, 2.0 * log_floor)
             r = (y - mu) * jnp.exp(-log_sigma)
             return jnp.sum(-0.5 * r * r - log_sigma - 0.5 * _LOG_2PI, axis=-1)
@@ -280,14 +282,44 @@ class BayesianMLP:
         return Posterior(self, X, y, data_chunk=data_chunk)
 
     # -- identity -----------------------------------------------------------------------------
-    def _identity(self) -> tuple:
+    def _structure(self) -> tuple:
+        """What sets the compiled programs: everything but the hyperparameters' values."""
         # A user network is compared by identity; the default MLP is rebuilt from the sizes.
         activation = self.activation if isinstance(self.activation, str) else id(self.activation)
         network = None if self._default_network else id(self.network)
         return (
-            self.layer_sizes, activation, self.prior, self.prior_scale, self.noise_shape,
-            self.noise_std, network, self.heteroscedastic, self.noise_floor,
+            self.layer_sizes, activation, self.prior, network, self.heteroscedastic,
+            self.learns_noise, self._has_floor,
         )  # fmt: skip
+
+    def _identity(self) -> tuple:
+        return (*self._structure(), *self._hyperparameters().values())
+
+    def _hyperparameters(self) -> dict[str, float]:
+        """The numeric hyperparameters this model's structure uses, by name."""
+        out = {"prior_scale": self.prior_scale}
+        if self.learns_noise:
+            out["noise_shape"] = self.noise_shape
+        else:
+            out["noise_std"] = self.noise_std
+        if self._has_floor:
+            out["noise_floor"] = self.noise_floor
+        return out
+
+    def _with_hyperparameters(self, values: dict[str, Any]) -> BayesianMLP:
+        """A copy of this model with other hyperparameter values, e.g. tracers inside a
+        compiled program (one program then serves every prior scale, noise prior and floor).
+        No validation: the values may be traced."""
+        model = object.__new__(BayesianMLP)
+        model.__dict__.update(self.__dict__)
+        for name, value in values.items():
+            setattr(model, name, value)
+        scale = values["prior_scale"]
+        if isinstance(scale, float):  # as __init__ computes it: in float64, then cast
+            model._weight_std = jnp.asarray(self._unit_std * scale)
+        else:
+            model._weight_std = jnp.asarray(self._unit_std, dtype=jnp.result_type(scale)) * scale
+        return model
 
     def __eq__(self, other: object) -> bool:
         # Equal models give the same densities: a compiled sampler for one is reused for the
@@ -318,10 +350,13 @@ class Posterior:
     All methods take flat positions of shape ``(dim,)`` and are pure JAX functions,
     safe to ``jit``, ``grad`` and ``vmap``.
 
-    A ``Posterior`` is a pytree whose leaves are the data ``(X, y)`` and whose static part
-    is the model: passed as an argument to a jitted function, the data are traced, so one
-    compiled program serves every data set of the same shape (e.g. the splits of a
-    benchmark) instead of being rebuilt with the data baked in as constants.
+    A ``Posterior`` is a pytree whose leaves are the data ``(X, y)`` and the model's numeric
+    hyperparameters (prior scale, noise prior, fixed noise level, noise floor), and whose
+    static part is the rest of the model (layers, activation, prior family, noise model).
+    Passed as an argument to a jitted function, the data and hyperparameters are traced, so
+    one compiled program serves every data set of the same shape and every prior scale
+    (e.g. the splits of a benchmark and the candidates of an evidence selection) instead of
+    being rebuilt with them baked in as constants.
 
     With a ``data_chunk`` (see :meth:`with_data_chunk`) the network is evaluated on that
     many rows at a time and its activations are recomputed in the backward pass, so that
@@ -342,6 +377,7 @@ class Posterior:
         if X.shape[0] != y.shape[0]:
             raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]}")
         self.model = model
+        self._hyper = _hyper_leaves(model)
         self.X = jnp.asarray(X, dtype=jnp.result_type(float))
         self.y = jnp.asarray(y, dtype=jnp.result_type(float))
         self.num_data = int(X.shape[0])
@@ -414,24 +450,71 @@ class Posterior:
         return self.logdensity(position)
 
     # -- pytree -------------------------------------------------------------------------------
-    def tree_flatten(self) -> tuple[tuple[Array, Array], tuple[BayesianMLP, int | None]]:
-        # The chunk is static (it sets the shapes of the compiled loop), the data are not.
-        return (self.X, self.y), (self.model, self.data_chunk)
+    def tree_flatten(self) -> tuple[tuple[Any, ...], tuple[_Structure, int | None]]:
+        # The chunk is static (it sets the shapes of the compiled loop); the data and the
+        # hyperparameters are not.
+        return (self.X, self.y, self._hyper), (_Structure(self.model), self.data_chunk)
 
     @classmethod
-    def tree_unflatten(
-        cls, aux: tuple[BayesianMLP, int | None], children: tuple[Any, Any]
-    ) -> Posterior:
+    def tree_unflatten(cls, aux: tuple[_Structure, int | None], children: tuple) -> Posterior:
         # No validation: the leaves may be tracers or placeholders (jax.tree transforms).
-        model, data_chunk = aux
+        structure, data_chunk = aux
         post = object.__new__(cls)
-        post.model = model
+        post.X, post.y, post._hyper = children
+        post.model = _model_with(structure.model, post._hyper)
         post.data_chunk = data_chunk
-        post.X, post.y = children
         shape = getattr(post.X, "shape", None)
         post.num_data = int(shape[0]) if shape else 0
-        post.dim = model.dim
+        post.dim = post.model.dim
         return post
+
+
+class _Structure:
+    """A model as the static part of a :class:`Posterior` pytree: equal when the structures
+    are (the hyperparameters are leaves), so that one compiled program serves them all."""
+
+    __slots__ = ("model", "_key")
+
+    def __init__(self, model: BayesianMLP) -> None:
+        self.model = model
+        self._key = model._structure()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Structure) and self._key == other._key
+
+    def __hash__(self) -> int:
+        return hash(self._key)
+
+    def __repr__(self) -> str:
+        return f"_Structure({self.model!r})"
+
+
+def _hyper_leaves(model: BayesianMLP) -> dict[str, Array]:
+    dtype = jnp.result_type(float)
+    return {k: jnp.asarray(v, dtype=dtype) for k, v in model._hyperparameters().items()}
+
+
+def _model_with(model: BayesianMLP, leaves: Any) -> BayesianMLP:
+    """``model`` with the hyperparameters held in a Posterior's ``leaves``.
+
+    Traced leaves give a model whose densities read them (a Python branch on a value then
+    fails loudly instead of baking in another model's constant); concrete leaves that
+    hold ``model``'s own values give ``model`` itself; other concrete values give a copy
+    with those values; placeholders (shapes, shardings) leave ``model`` as it is.
+    """
+    if not isinstance(leaves, dict) or set(leaves) != set(model._hyperparameters()):
+        return model
+    values = list(leaves.values())
+    if any(isinstance(v, jax.core.Tracer) for v in values):
+        return model._with_hyperparameters(leaves)
+    if not all(isinstance(v, jax.Array | np.ndarray | float) and np.size(v) == 1
+               for v in values):  # fmt: skip
+        return model
+    own = model._hyperparameters()
+    arrays = {k: np.asarray(v) for k, v in leaves.items()}
+    if all(a == np.asarray(own[k], dtype=a.dtype) for k, a in arrays.items()):
+        return model
+    return model._with_hyperparameters({k: float(np.asarray(v)) for k, v in leaves.items()})
 
 
 def _check_data_chunk(chunk: Any, num_data: int) -> int | None:

@@ -12,6 +12,7 @@ import numpy as np
 from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
+from langevin_nets.model import BayesianMLP, _hyper_leaves, _model_with, _Structure
 from langevin_nets.validation import as_float_matrix
 
 Array = jax.Array
@@ -219,24 +220,35 @@ class Prediction:
         return float(_inside(yy, lo, hi))
 
 
-def _outputs_fn(model: Any) -> Any:
-    """A jitted ``(positions, X) -> (outputs, sigma)`` cached on the model.
+def _outputs(model: Any, positions: Array, X: Array) -> tuple[Array, Array]:
+    """``(outputs, sigma)`` of every position: ``sigma`` is ``(S,)``, or ``(S, n, d_out)``
+    for a heteroscedastic model; the model's ``noise_floor`` included."""
+    if getattr(model, "heteroscedastic", False):
+        return jax.vmap(lambda p: model.mean_and_noise(p, X))(positions)
+    mu = jax.vmap(lambda p: model.mean(p, X))(positions)
+    sigma = jax.vmap(model.sigma)(positions)
+    with_floor = getattr(model, "with_floor", None)
+    return mu, (sigma if with_floor is None else with_floor(sigma))
 
-    ``sigma`` is ``(S,)``, or ``(S, n, d_out)`` for a heteroscedastic model; the
-    model's ``noise_floor`` included.
-    """
+
+@functools.partial(jax.jit, static_argnums=0)
+def _mlp_outputs(
+    structure: _Structure, hyper: dict[str, Array], positions: Array, X: Array
+) -> tuple[Array, Array]:
+    # The hyperparameters are traced: models that differ only in them (a prior-scale sweep,
+    # the splits of a benchmark with their own noise floors) share the program.
+    return _outputs(_model_with(structure.model, hyper), positions, X)
+
+
+def _outputs_fn(model: Any) -> Any:
+    """A jitted ``(positions, X) -> (outputs, sigma)`` for ``model``: one program per
+    structure for a :class:`BayesianMLP`, else one cached on the model object."""
+    if type(model) is BayesianMLP:
+        structure, hyper = _Structure(model), _hyper_leaves(model)
+        return functools.partial(_mlp_outputs, structure, hyper)
     fn = getattr(model, "_predict_outputs", None)
     if fn is None:
-
-        def outputs(positions: Array, X: Array) -> tuple[Array, Array]:
-            if getattr(model, "heteroscedastic", False):
-                return jax.vmap(lambda p: model.mean_and_noise(p, X))(positions)
-            mu = jax.vmap(lambda p: model.mean(p, X))(positions)
-            sigma = jax.vmap(model.sigma)(positions)
-            with_floor = getattr(model, "with_floor", None)
-            return mu, (sigma if with_floor is None else with_floor(sigma))
-
-        fn = jax.jit(outputs)
+        fn = jax.jit(functools.partial(_outputs, model))
         model._predict_outputs = fn
     return fn
 
