@@ -249,6 +249,14 @@ def test_hyperparameters_are_traced_leaves_of_the_posterior():
         assert abs(d[:, 1:].std() - s) < 4 * s / np.sqrt(2 * 8000)
     assert draw._cache_size() == 1
 
+    # A subclass may compute other densities from the same structure: never shared.
+    class Other(ln.BayesianMLP):
+        pass
+
+    other = Other((1, 1), prior_scale=1.0, noise_shape=1.0)
+    assert other != posts[0].model
+    assert struct(other.posterior(X, y)) != struct(posts[0])
+
     # Outside a program, the posterior's model is the model itself (not a copy) after a
     # flatten/unflatten round trip.
     back = jax.tree.map(lambda a: a, posts[1])

@@ -287,9 +287,10 @@ class BayesianMLP:
         # A user network is compared by identity; the default MLP is rebuilt from the sizes.
         activation = self.activation if isinstance(self.activation, str) else id(self.activation)
         network = None if self._default_network else id(self.network)
+        # The class too: a subclass may compute other densities from the same structure.
         return (
-            self.layer_sizes, activation, self.prior, network, self.heteroscedastic,
-            self.learns_noise, self._has_floor,
+            type(self), self.layer_sizes, activation, self.prior, network,
+            self.heteroscedastic, self.learns_noise, self._has_floor,
         )  # fmt: skip
 
     def _identity(self) -> tuple:
@@ -310,7 +311,7 @@ class BayesianMLP:
         """A copy of this model with other hyperparameter values, e.g. tracers inside a
         compiled program (one program then serves every prior scale, noise prior and floor).
         No validation: the values may be traced."""
-        model = object.__new__(BayesianMLP)
+        model = object.__new__(type(self))
         model.__dict__.update(self.__dict__)
         for name, value in values.items():
             setattr(model, name, value)
