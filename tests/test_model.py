@@ -199,6 +199,7 @@ def test_hyperparameters_are_traced_leaves_of_the_posterior():
     @jax.jit
     def density(post, position):
         traces.append(isinstance(post.model.prior_scale, jax.core.Tracer))
+        assert "prior_scale=" in repr(post.model)  # no truth test of a tracer
         return post.logdensity(position)
 
     priors = [(1.0, 1.0), (0.3, 2.5), (4.0, 0.7)]

@@ -333,11 +333,14 @@ class BayesianMLP:
         return hash(self._identity())
 
     def __repr__(self) -> str:
+        # No truth test of a value: inside a compiled program the values are tracers.
         noise = (
-            f"noise_std={self.noise_std}" if self.noise_std else f"noise_shape={self.noise_shape}"
+            f"noise_shape={self.noise_shape}"
+            if self.learns_noise
+            else f"noise_std={self.noise_std}"
         )
         hetero = ", heteroscedastic=True" if self.heteroscedastic else ""
-        floor = f", noise_floor={self.noise_floor}" if self.noise_floor else ""
+        floor = f", noise_floor={self.noise_floor}" if self._has_floor else ""
         return (
             f"BayesianMLP(layer_sizes={self.layer_sizes}, activation={self.activation!r}, "
             f"prior={self.prior!r}, prior_scale={self.prior_scale}, {noise}{hetero}{floor})"
