@@ -553,7 +553,7 @@ def fit(
     """
     given = dict(
         method=method, hidden=hidden, activation=activation, prior=prior,
-        prior_scale=prior_scale, noise_shape=noise_shape if noise_std is None else None,
+        prior_scale=prior_scale, noise_shape=noise_shape,
         noise_std=noise_std, heteroscedastic=heteroscedastic, noise_floor=noise_floor,
         standardize=standardize,
         particles=particles, stages=stages,
@@ -564,17 +564,7 @@ def fit(
         step_size=step_size, friction=friction, mass=mass,
         metropolis=metropolis, seed=seed, particle_chunk=particle_chunk, data_chunk=data_chunk,
     )  # fmt: skip
-    # A device list or Mesh goes to the engine as it is (the engine checks it).
-    from jax.sharding import Mesh
-
-    device_objects = isinstance(devices, list | tuple | Mesh)
-    if not device_objects:
-        given["devices"] = devices
-    cfg = validate(given, keys=(*MODEL_KEYS, *PARALLEL_KEYS, "seed"), style="api")
-    if device_objects:
-        if cfg["method"] not in SMC_SCHEDULES:
-            raise InputError("devices: only the SMC methods run on several devices")
-        cfg["devices"] = devices
+    cfg, device_objects = checked_config(given, devices)
     X, y, X_test, y_test = check_data(X, y, X_test, y_test)
     check_magnitudes(X, y, X_test, y_test, cfg["standardize"])
     _check_noise_floor(cfg["noise_floor"], y, cfg["standardize"])
@@ -595,6 +585,33 @@ def fit(
         cfg["devices"] = resolve_devices(cfg["devices"], cfg["method"], cfg["particles"])
     return _run(cfg, X, y, X_test, y_test, feature_names, target_name, smc_fn, bool(progress),
                 ckpt)  # fmt: skip
+
+
+#: The options of :func:`fit` that :func:`checked_config` checks (the rest are data, names,
+#: progress and checkpoints).
+CONFIG_KEYS = (*MODEL_KEYS, *PARALLEL_KEYS, "seed")
+
+
+def checked_config(given: dict[str, Any], devices: Any) -> tuple[dict[str, Any], bool]:
+    """:func:`fit`'s options (``given``: :data:`CONFIG_KEYS` but ``devices``) checked and
+    completed with defaults, and whether ``devices`` holds device objects.
+
+    A device list or Mesh goes to the engine as it is (the engine checks it).
+    """
+    from jax.sharding import Mesh
+
+    given = dict(given)
+    if given.get("noise_std") is not None:
+        given["noise_shape"] = None  # not used with a fixed noise level
+    device_objects = isinstance(devices, list | tuple | Mesh)
+    if not device_objects:
+        given["devices"] = devices
+    cfg = validate(given, keys=CONFIG_KEYS, style="api")
+    if device_objects:
+        if cfg["method"] not in SMC_SCHEDULES:
+            raise InputError("devices: only the SMC methods run on several devices")
+        cfg["devices"] = devices
+    return cfg, device_objects
 
 
 def resolve_devices(
