@@ -153,9 +153,13 @@ def test_find_map_is_the_ridge_solution(prior):
     assert float(result.loss_history[-1]) == pytest.approx(-float(post.logdensity(ridge)), abs=1e-3)
     assert float(result.loss_history[0]) == pytest.approx(-float(post.logdensity(np.zeros(d + 1))))
 
-    # From a key: start at a prior draw, reach the same point.
+    # From a key: start at a prior draw, reach the same point. Adam's constant step does
+    # not settle on the optimum from every start: from this one (fan-in prior) the error
+    # after 3000 / 4000 / 6000 steps was 2e-7 / 2e-4 / 3e-6 with one version of the code
+    # and 5e-5 / 1e-6 / 5e-7 with another that differs in rounding alone, and a search
+    # restarted next to the optimum ended 1.4e-4 away. 1e-3 is 0.01 posterior sd.
     from_key = ln.find_map(post, jax.random.PRNGKey(1), num_steps=3000, learning_rate=1e-2)
-    np.testing.assert_allclose(from_key.position, ridge, atol=1e-5)
+    np.testing.assert_allclose(from_key.position, ridge, atol=1e-3)
 
 
 def test_find_map_validation():
@@ -180,3 +184,21 @@ def test_find_map_from_several_starts_matches_one_at_a_time():
         # vmap batches the same arithmetic: equal up to float32 rounding.
         np.testing.assert_allclose(together.position[c], alone.position, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(together.loss_history[:, c], alone.loss_history, rtol=1e-5)
+
+
+def test_find_map_reuses_its_program_across_data_and_priors():
+    # A Posterior is an argument of the compiled search: another data set of the same shape
+    # or another prior scale runs the same program (each split of a benchmark), and finds
+    # its own optimum.
+    from helpers import count_compiles
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(15, 2))
+    posts = [ln.BayesianMLP((2, 1), prior_scale=t, noise_std=0.5).posterior(X, X @ w + 0.1)
+             for t, w in ((1.0, np.array([1.0, -1.0])), (0.3, np.array([0.5, 2.0])))]  # fmt: skip
+    ln.find_map(posts[0], np.zeros(3), num_steps=500, learning_rate=1e-2)
+    result, n = count_compiles(ln.find_map, posts[1], np.zeros(3), 500, 1e-2)
+    assert n == 0
+    plain = ln.find_map(lambda t: posts[1].logdensity(t), np.zeros(3), 500, 1e-2)
+    np.testing.assert_allclose(result.position, plain.position, atol=1e-5)
+    assert not np.allclose(result.position, ln.find_map(posts[0], np.zeros(3), 500, 1e-2).position)

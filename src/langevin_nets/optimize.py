@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from langevin_nets.model import Posterior
 from langevin_nets.validation import positive_float, positive_int
 
 Array = jax.Array
@@ -78,12 +80,29 @@ def find_map(
         if not np.all(np.isfinite(np.asarray(x0))):
             raise ValueError("the initial position contains NaN or infinite values")
 
+    lr = jnp.asarray(learning_rate, dtype=x0.dtype)
+    if type(posterior) is Posterior:
+        # The posterior is an argument (data and hyperparameters traced): one program
+        # serves every data set of a shape and every prior, e.g. each split of a benchmark.
+        x, history = _adam_on_posterior(posterior, x0, lr, num_steps)
+    else:
+        x, history = jax.jit(functools.partial(_adam, logdensity_fn, num_steps=num_steps))(
+            x0, lr
+        )
+    return MAPResult(x, history)
+
+
+def _adam(
+    logdensity_fn: Callable[[Array], Array], x0: Array, learning_rate: Array, *, num_steps: int
+) -> tuple[Array, Array]:
+    """Adam from ``x0`` (one start, or ``(starts, dim)`` side by side): the final
+    positions and the loss after each step."""
     optimizer = optax.adam(learning_rate)
 
     def loss(x: Array) -> Array:
         return -logdensity_fn(x)
 
-    def adam(x0: Array) -> tuple[Array, Array]:
+    def one(x0: Array) -> tuple[Array, Array]:
         def body(carry, _):
             x, opt_state = carry
             value, g = jax.value_and_grad(loss)(x)
@@ -93,8 +112,11 @@ def find_map(
         (x, _), history = jax.lax.scan(body, (x0, optimizer.init(x0)), length=num_steps)
         return x, history
 
-    if x0.ndim == 2:
-        x, history = jax.jit(jax.vmap(adam, out_axes=(0, 1)))(x0)
-    else:
-        x, history = jax.jit(adam)(x0)
-    return MAPResult(x, history)
+    return jax.vmap(one, out_axes=(0, 1))(x0) if x0.ndim == 2 else one(x0)
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def _adam_on_posterior(
+    posterior: Posterior, x0: Array, learning_rate: Array, num_steps: int
+) -> tuple[Array, Array]:
+    return _adam(posterior.logdensity, x0, learning_rate, num_steps=num_steps)
