@@ -135,3 +135,30 @@ def test_posteriors_differing_in_prior_share_the_sampler():
     plain = langevin(lambda x: narrow.logdensity(x), key, x0, 30, **opts)
     np.testing.assert_allclose(got.positions, plain.positions, rtol=1e-4, atol=1e-5)
     assert not np.allclose(got.positions, first.positions, rtol=1e-2)
+
+
+def test_fit_step_size_adaptation_is_shared_and_reaches_its_target():
+    # fit()'s Langevin path tunes one step size by dual averaging in a compiled scan that
+    # takes the posterior as an argument: a second data set and prior of the same model
+    # structure reuse it, and each run tunes to its own posterior's scale, with the mean
+    # acceptance of the last tenth near the target.
+    from langevin_nets import BayesianMLP
+    from langevin_nets.fit import TARGET_ACCEPTANCE, _adapt_step_size
+
+    rng = np.random.default_rng(8)
+    cfg = dict(burnin=300, friction=None, mass=1.0)
+    runs = []
+    for scale, n in ((1.0, 40), (0.2, 40)):
+        X = rng.normal(size=(n, 2))
+        post = BayesianMLP((2, 4, 1), prior_scale=scale).posterior(X, np.sin(X[:, 0]))
+        x0 = np.asarray(post.sample_prior(jax.random.PRNGKey(0), 3))
+        runs.append(count_compiles(_adapt_step_size, cfg, post, jax.random.PRNGKey(1), x0, n,
+                                   False))  # fmt: skip
+    (h1, pos1, tenths1), _ = runs[0]
+    (h2, pos2, tenths2), compiles = runs[1]
+    assert compiles == 0
+    assert pos1.shape == pos2.shape == (3, 1 + 4 * 2 + 4 + 4 + 1)
+    assert h1 != h2
+    for tenths in (tenths1, tenths2):
+        assert len(tenths) == 10
+        assert abs(tenths[-1] - TARGET_ACCEPTANCE) < 0.1, tenths

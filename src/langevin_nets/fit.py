@@ -10,6 +10,7 @@ prediction and the log evidence are reported in the original units.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import sys
@@ -877,7 +878,7 @@ def _friction(cfg: dict[str, Any], h: float) -> float:
 
 
 def _adapt_step_size(
-    cfg: dict[str, Any], logdensity: Any, key: Any, x0: np.ndarray, n: int, progress: bool
+    cfg: dict[str, Any], posterior: Any, key: Any, x0: np.ndarray, n: int, progress: bool
 ) -> tuple[float, np.ndarray, list[float]]:
     """Burn-in that tunes one BAOAB step size for all chains by dual averaging.
 
@@ -886,27 +887,53 @@ def _adapt_step_size(
     Returns the tuned step size, the chains' final positions and the mean acceptance of
     each tenth of the run.
     """
+    import jax.numpy as jnp
+
+    num_steps = max(cfg["burnin"], MIN_ADAPTATION_STEPS)
+    auto_friction = cfg["friction"] is None
+    run, bar = _adaptation_program(num_steps, int(x0.shape[0]), auto_friction, bool(progress))
+    dtype = jnp.result_type(float)
+    # Weights fitted to n standardised points move on a 1/sqrt(n) scale.
+    h0 = jnp.asarray(0.1 / math.sqrt(n), dtype)
+    friction = jnp.asarray(0.0 if auto_friction else cfg["friction"], dtype)
+    with bar:
+        pos, h, acc = run(posterior, key, jnp.asarray(x0), jnp.asarray(cfg["mass"], dtype),
+                          friction, h0)  # fmt: skip
+    acc = np.asarray(acc)
+    tenths = [float(np.mean(a)) for a in np.array_split(acc, min(10, len(acc)))]
+    return float(h), np.asarray(pos), tenths
+
+
+@functools.lru_cache(maxsize=16)
+def _adaptation_program(
+    num_steps: int, num_chains: int, auto_friction: bool, progress: bool
+) -> tuple[Any, Any]:
+    """The compiled step-size adaptation and the progress bar it reports to.
+
+    The posterior (data and hyperparameters), mass, friction and first step size are
+    arguments, so fits of one model structure share the program (the splits of a
+    benchmark, a prior sweep); the bar is kept with it (a cached program reports to the
+    bar it was traced with).
+    """
     import jax
     import jax.numpy as jnp
 
     import langevin_nets.kernels.baoab as baoab
     from langevin_nets.progress import ProgressBar
 
-    num_steps = max(cfg["burnin"], MIN_ADAPTATION_STEPS)
-    C = x0.shape[0]
-    # Weights fitted to n standardised points move on a 1/sqrt(n) scale.
-    h0 = 0.1 / math.sqrt(n)
-    mu = math.log(10.0 * h0)
+    C = num_chains
     gamma_da, t0, kappa = 0.05, 10.0, 0.75
-    mass = cfg["mass"]
     bar = ProgressBar(num_steps, desc="step size", enabled=progress)
 
-    def one_chain(k: Any, state: Any, h: Any) -> Any:
-        fr = cfg["friction"] if cfg["friction"] is not None else FRICTION_TIMES_STEP / h
-        return baoab.step(k, state, logdensity, h, fr, mass, 1.0, True)
-
     @jax.jit
-    def run(key: Any, x0: Any) -> Any:
+    def run(posterior: Any, key: Any, x0: Any, mass: Any, friction: Any, h0: Any) -> Any:
+        logdensity = posterior.logdensity
+        mu = jnp.log(10.0 * h0)
+
+        def one_chain(k: Any, state: Any, h: Any) -> Any:
+            fr = FRICTION_TIMES_STEP / h if auto_friction else friction
+            return baoab.step(k, state, logdensity, h, fr, mass, 1.0, True)
+
         k_init, k_run = jax.random.split(key)
         state = jax.vmap(lambda x, k: baoab.init(x, logdensity, key=k, mass=mass))(
             x0, jax.random.split(k_init, C)
@@ -928,17 +955,13 @@ def _adapt_step_size(
             bar.update(i)
             return (state, log_h, h_bar_sum, log_h_avg), acc
 
-        zero = jnp.zeros(())
+        zero = jnp.zeros((), h0.dtype)
         carry = (state, jnp.log(h0) + zero, zero, jnp.log(h0) + zero)
         steps = jnp.arange(num_steps, dtype=jnp.float32)
         carry, acc = jax.lax.scan(body, carry, (steps, jax.random.split(k_run, num_steps)))
         return carry[0].position, jnp.exp(carry[3]), acc
 
-    with bar:
-        pos, h, acc = run(key, jnp.asarray(x0))
-    acc = np.asarray(acc)
-    tenths = [float(np.mean(a)) for a in np.array_split(acc, min(10, len(acc)))]
-    return float(h), np.asarray(pos), tenths
+    return run, bar
 
 
 def _run_langevin(
@@ -968,7 +991,7 @@ def _run_langevin(
     if h is None:
         # The burn-in tunes the step size; production then runs with it fixed.
         n = posterior.num_data
-        h, x0, adaptation = _adapt_step_size(cfg, posterior.logdensity, k_tune, x0, n, progress)
+        h, x0, adaptation = _adapt_step_size(cfg, posterior, k_tune, x0, n, progress)
         evals += C * (max(burnin, MIN_ADAPTATION_STEPS) + 1)
         burnin = 0
     gamma = _friction(cfg, h)
