@@ -162,3 +162,19 @@ def test_fit_step_size_adaptation_is_shared_and_reaches_its_target():
     for tenths in (tenths1, tenths2):
         assert len(tenths) == 10
         assert abs(tenths[-1] - TARGET_ACCEPTANCE) < 0.1, tenths
+
+
+def test_new_step_size_friction_and_mass_reuse_the_sampler():
+    # The integrator's numbers are arguments of the compiled sampler: a step-size sweep
+    # (or a Langevin fit's tuned step) does not recompile, and each run is the run a new
+    # function object (traced afresh) gives with those numbers.
+    key = jax.random.PRNGKey(9)
+    langevin(std_normal, key, X0, 20, **BASE)
+    other = dict(step_size=0.35, friction=2.5, mass=np.array([1.0, 2.0, 0.5]),
+                 num_chains=2, temperature=0.7)  # fmt: skip
+    got = langevin(std_normal, key, X0, 20, **other)  # a vector mass: a new shape
+    again, n = count_compiles(langevin, std_normal, key, X0, 20, **{**other, "step_size": 0.3})
+    assert n == 0
+    fresh = langevin(lambda x: std_normal(x), key, X0, 20, **{**other, "step_size": 0.3})
+    np.testing.assert_allclose(again.positions, fresh.positions, rtol=1e-6, atol=1e-6)
+    assert not np.allclose(got.positions, again.positions)

@@ -448,7 +448,10 @@ def langevin(
 
     *Compiled programs.* The compiled sampler is kept for the last few distinct settings
     and reused by a call with the same ``logdensity_fn`` and ``record_fn`` objects (for a
-    Posterior: the same model, method and data shapes) and the same settings. As with
+    Posterior: the same model structure, method and data shapes) and the same counts
+    (samples, thinning, burn-in, chains), options and mass shapes; the step sizes,
+    frictions, masses and temperature are arguments of the program, so a new value
+    reuses it. As with
     ``jax.jit``, the functions are traced once: values they read from outside (a global,
     a mutated attribute) are those of the first such call. Pass a new function object to
     force a new trace. Runs with a checkpoint use three programs: the initial states, a
@@ -502,19 +505,35 @@ def langevin(
     # The last entry: whether a divergence restarts the chain. Metropolis chains restart in
     # burn-in only: in production a rejection keeps them exact, and a change of step there
     # would bias the samples (see Notes).
-    burn_phase = (b_step, b_friction, b_mass, restart)
-    prod_phase = (step_size, friction, mass_arr, restart and not metropolis)
+    # The numbers are arguments of the programs (`data[1]`), not constants: a run with
+    # another step size, friction, mass or temperature reuses the compiled sampler.
+    knobs = {
+        name: jnp.asarray(value, dtype=x0.dtype)
+        for name, value in (
+            ("step", step_size), ("friction", friction), ("mass", mass_arr),
+            ("b_step", b_step), ("b_friction", b_friction), ("b_mass", b_mass),
+            ("temperature", temperature),
+        )
+    }  # fmt: skip
+
+    def burn_phase(data: Any) -> tuple:
+        k = data[1]
+        return (k["b_step"], k["b_friction"], k["b_mass"], restart, k["temperature"])
+
+    def prod_phase(data: Any) -> tuple:
+        k = data[1]
+        return (k["step"], k["friction"], k["mass"], restart and not metropolis,
+                k["temperature"])  # fmt: skip
 
     def density(data: Any) -> Callable[[Array], Array]:
-        return plain_fn if traced is None else traced.bind(data)
+        return plain_fn if traced is None else traced.bind(data[0])
 
     def advance(logdensity: Callable, phase: tuple, chains: _Chains, i: Array, key: Array):
         """Step ``i`` (counted from the start of burn-in) of every chain."""
-        h, gamma, m, can_restart = phase
+        h, gamma, m, can_restart, temperature = phase
 
         def one(k, state, scale):
-            # With "raise" the step size stays the Python constant: the default sampler
-            # is the same program as before restarts existed.
+            # With "raise" the per-chain scale (always 1 then) stays out of the program.
             h_chain = h * scale if restart else h
             return baoab_kernel.step(
                 k, state, logdensity, h_chain, gamma, m, temperature, metropolis
@@ -569,21 +588,21 @@ def langevin(
         )
         return chains, info.acceptance_rate
 
-    def end_burnin(run: _Run) -> _Run:
+    def end_burnin(run: _Run, data: Any) -> _Run:
         # Momentum carries over from burn-in; rescale it when the mass changes so it stays
         # N(0, T M) in law.
         st = run.chains.state
-        st = st._replace(momentum=st.momentum * jnp.sqrt(mass_arr / b_mass))
+        st = st._replace(momentum=st.momentum * jnp.sqrt(data[1]["mass"] / data[1]["b_mass"]))
         acc = run.burn_acc / num_burnin if num_burnin else jnp.full_like(run.burn_acc, jnp.nan)
         return run._replace(burn_acc=acc, chains=run.chains._replace(state=st, anchor=st))
 
-    def record(logdensity: Callable, chains: _Chains, key: Array, s: Array):
+    def record(logdensity: Callable, phase: tuple, chains: _Chains, key: Array, s: Array):
         """Production sample ``s``: ``thin`` steps, then what is recorded."""
         keys = jax.random.split(key, thin)
 
         def inner(j, c_acc):
             c, acc = c_acc
-            c, a = advance(logdensity, prod_phase, c, num_burnin + s * thin + j, keys[j])
+            c, a = advance(logdensity, phase, c, num_burnin + s * thin + j, keys[j])
             return c, acc + a
 
         zero = jnp.zeros((num_chains,), x0.dtype)
@@ -598,7 +617,7 @@ def langevin(
         init_keys = jax.random.split(jax.random.split(key, 3)[0], num_chains)
         state = jax.vmap(
             lambda x, k: baoab_kernel.init(
-                x, logdensity, key=k, mass=b_mass, temperature=temperature
+                x, logdensity, key=k, mass=data[1]["b_mass"], temperature=data[1]["temperature"]
             )
         )(x0, init_keys)
         init_ok = jnp.isfinite(state.logdensity) & jnp.all(
@@ -609,29 +628,30 @@ def langevin(
         # Records are written chains-first into buffers carried by the loop; stacked
         # samples-first (the scan's own way) they would need a transpose, i.e. one more
         # copy of every sample (~10% of a thin=1 run).
-        shapes = jax.eval_shape(lambda c: record(logdensity, c, key, 0)[1], chains)
+        phase = prod_phase(data)
+        shapes = jax.eval_shape(lambda c: record(logdensity, phase, c, key, 0)[1], chains)
         records = jax.tree.map(
             lambda s: jnp.zeros((s.shape[0], num_samples, *s.shape[1:]), s.dtype), shapes
         )
         run = _Run(init_ok, jnp.zeros((num_chains,), x0.dtype), chains, records)
-        return run if num_burnin else end_burnin(run)
+        return run if num_burnin else end_burnin(run, data)
 
     def burn(key: Array, run: _Run, first: Any, stop: Any, data: Any) -> _Run:
         """Burn-in steps ``[first, stop)``; ends the burn-in when ``stop`` is its end."""
-        logdensity = density(data)
+        logdensity, phase = density(data), burn_phase(data)
         keys = jax.random.split(jax.random.split(key, 3)[1], num_burnin)
 
         def body(i, c_acc):
             c, acc = c_acc
-            c, a = advance(logdensity, burn_phase, c, i, keys[i])
+            c, a = advance(logdensity, phase, c, i, keys[i])
             return c, acc + a
 
         chains, acc = jax.lax.fori_loop(first, stop, body, (run.chains, run.burn_acc))
         run = run._replace(chains=chains, burn_acc=acc)
         if isinstance(stop, int):
-            return end_burnin(run) if stop == num_burnin else run
+            return end_burnin(run, data) if stop == num_burnin else run
         # A traced bound: select what end_burnin changes (not the whole record buffers).
-        ended, last = end_burnin(run), stop == num_burnin
+        ended, last = end_burnin(run, data), stop == num_burnin
         p = jnp.where(last, ended.chains.state.momentum, chains.state.momentum)
         anchor = jax.tree.map(
             lambda a, b: jnp.where(last, a, b), ended.chains.anchor, chains.anchor
@@ -643,12 +663,12 @@ def langevin(
 
     def produce(key: Array, run: _Run, first: Any, stop: Any, data: Any) -> _Run:
         """Production samples ``[first, stop)``."""
-        logdensity = density(data)
+        logdensity, phase = density(data), prod_phase(data)
         keys = jax.random.split(jax.random.split(key, 3)[2], num_samples)
 
         def body(s, c_buf):
             c, buf = c_buf
-            c, rec = record(logdensity, c, keys[s], s)
+            c, rec = record(logdensity, phase, c, keys[s], s)
             buf = jax.tree.map(
                 lambda b, r: jax.lax.dynamic_update_index_in_dim(b, r, s, axis=1), buf, rec
             )
@@ -673,9 +693,9 @@ def langevin(
     fns = (logdensity_fn if traced is None else traced.static, record_fn)
     cache_key = _sampler_key(
         fns,
-        (num_samples, thin, num_burnin, num_chains, step_size, friction, b_step, b_friction)
-        + (temperature, metropolis, bool(progress_bar), on_divergence, restart_limit),
-        (mass_arr, b_mass),
+        (num_samples, thin, num_burnin, num_chains, metropolis, bool(progress_bar))
+        + (on_divergence, restart_limit, np.shape(mass_arr), np.shape(b_mass)),
+        (),
     )
     if checkpoint is not None:
         # Runs with checkpoints keep their own programs under a key of their own.
@@ -690,7 +710,7 @@ def langevin(
             while len(_SAMPLERS) > _MAX_SAMPLERS:
                 _SAMPLERS.popitem(last=False)
 
-    data = None if traced is None else traced.data
+    data = (None if traced is None else traced.data, knobs)
     report = dict(
         num_chains=num_chains, total=total, step_size=step_size, b_step=b_step,
         num_burnin=num_burnin, thin=thin, on_divergence=on_divergence,
