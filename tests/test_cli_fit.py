@@ -480,3 +480,34 @@ def test_langevin_on_divergence(data: dict[str, Path], tmp_path: Path, capsys) -
     assert s["on_divergence"] == "restart"
     assert all(r >= 1 for r in s["num_restarts"])
     assert s["final_step_size"] == [0.5 * 0.5 ** r for r in s["num_restarts"]]
+
+
+def test_inference_data_per_draw_values() -> None:
+    """posterior.nc's per-draw numbers, recomputed from the draws with the model: the noise
+    level in the target's units, the log prior (log-sigma coordinates) and each point's
+    log-likelihood in the target's units, and ``lp`` their sum."""
+    import jax.numpy as jnp
+
+    from langevin_nets.fit import fit
+    from langevin_nets.io.outputs import inference_data
+
+    rng = np.random.default_rng(4)
+    X = rng.uniform(-2, 2, (30, 2))
+    y = 10.0 * np.sin(X[:, 0]) + 50.0 + rng.normal(size=30)
+    res = fit(X, y, method="smc-geometric", hidden=(3,), particles=16, stages=3, steps=1,
+              prior_scale=0.7, noise_shape=2.0, seed=1)  # fmt: skip
+    idata = inference_data(res, X, y, None)
+    draws = np.asarray(res.draws).reshape(-1, res.model.dim)
+    s_y = float(res.y_scaler.scale[0])
+    Xs = jnp.asarray(res.x_scaler.transform(X), jnp.float32)
+    ys = jnp.asarray(res.y_scaler.transform(y[:, None]), jnp.float32)
+    k = 5
+    theta = jnp.asarray(draws[k], jnp.float32)
+    flat = lambda a: np.asarray(a).reshape(-1, *np.shape(a)[2:])[k]  # noqa: E731
+    np.testing.assert_allclose(flat(idata.posterior["sigma_y"]), np.exp(draws[k, 0]) * s_y,
+                               rtol=1e-5)  # fmt: skip
+    lp = float(res.model.logprior(theta))
+    ll = np.asarray(res.model.loglikelihood_per_datum(theta, Xs, ys)) - math.log(s_y)
+    np.testing.assert_allclose(flat(idata.sample_stats["log_prior"]), lp, rtol=1e-5)
+    np.testing.assert_allclose(flat(idata.log_likelihood["y"]), ll, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(flat(idata.sample_stats["lp"]), lp + ll.sum(), rtol=1e-5)

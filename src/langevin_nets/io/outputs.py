@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import datetime as _dt
+import functools
 import json
 import math
 import os
@@ -211,6 +212,23 @@ def write_predictions(
 # -- posterior.nc --------------------------------------------------------------------------------
 
 
+@functools.cache
+def _per_draw_program() -> Any:
+    """One jitted ``(posterior, draws, pointwise) -> (sigma, log prior, log-likelihood per
+    datum or None)`` for every draw. The posterior is an argument (data and
+    hyperparameters traced): fits of one model structure and data shape share it."""
+    import jax
+
+    @functools.partial(jax.jit, static_argnums=2)
+    def per_draw(posterior: Any, flat: Any, pointwise: bool) -> Any:
+        sigma = jax.vmap(posterior.model.sigma)(flat)
+        lp = jax.vmap(posterior.logprior)(flat)
+        ll = jax.vmap(posterior.loglikelihood_per_datum)(flat) if pointwise else None
+        return sigma, lp, ll
+
+    return per_draw
+
+
 def _mean_and_noise(model: Any, flat: np.ndarray, X: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean and noise level of the first output for each draw: two ``(draws, n)`` arrays,
     from the predictive's own compiled program (cached on the model)."""
@@ -231,7 +249,6 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
     resampled to equal weights (systematic resampling) and stored as one chain.
     """
     import arviz as az
-    import jax
     import jax.numpy as jnp
 
     model = result.model
@@ -251,21 +268,17 @@ def inference_data(result: Any, X: np.ndarray, y: np.ndarray, X_test: np.ndarray
     coords["layer0_in"] = list(result.feature_names)
     s_y, m_y = float(result.y_scaler.scale[0]), float(result.y_scaler.mean[0])
     flat = draws.reshape(C * D, dim)
-    # Each per-draw quantity is one jitted program (op by op, each operation compiles).
-    sigma = np.asarray(jax.jit(jax.vmap(model.sigma))(jnp.asarray(flat))).reshape(C, D)
-    post["sigma_y"] = sigma * s_y
-
     Xs = jnp.asarray(result.x_scaler.transform(X), dtype=flat.dtype)
-    groups: dict[str, Any] = {}
+    ys = jnp.asarray(result.y_scaler.transform(y[:, None]), dtype=flat.dtype)
     n = X.shape[0]
     pointwise = C * D * n <= MAX_POINTWISE
+    sigma, lp, ll = _per_draw_program()(model.posterior(Xs, ys), jnp.asarray(flat), pointwise)
+    sigma = np.asarray(sigma).reshape(C, D)
+    post["sigma_y"] = sigma * s_y
+    groups: dict[str, Any] = {}
     sample_stats: dict[str, Any] = {}
-    lp = np.asarray(jax.jit(jax.vmap(model.logprior))(jnp.asarray(flat))).reshape(C, D)
+    lp = np.asarray(lp).reshape(C, D)
     if pointwise:
-        ys = jnp.asarray(result.y_scaler.transform(y[:, None]), dtype=flat.dtype)
-        ll = jax.jit(jax.vmap(model.loglikelihood_per_datum, (0, None, None)))(
-            jnp.asarray(flat), Xs, ys
-        )
         ll = np.asarray(ll).reshape(C, D, n) - math.log(s_y)
         mu, noise = _mean_and_noise(model, flat, Xs)
         rng = np.random.default_rng(result.config["seed"])
