@@ -202,3 +202,19 @@ def test_find_map_reuses_its_program_across_data_and_priors():
     plain = ln.find_map(lambda t: posts[1].logdensity(t), np.zeros(3), 500, 1e-2)
     np.testing.assert_allclose(result.position, plain.position, atol=1e-5)
     assert not np.allclose(result.position, ln.find_map(posts[0], np.zeros(3), 500, 1e-2).position)
+
+
+def test_find_map_reuses_its_program_for_the_same_function():
+    from helpers import count_compiles
+
+    def quadratic(x):
+        return -0.5 * jnp.sum((x - 1.0) ** 2)
+
+    first = ln.find_map(quadratic, np.zeros(2), 200, 1e-2)
+    again, n = count_compiles(ln.find_map, quadratic, np.zeros(2), 200, 5e-2)
+    assert n == 0  # the learning rate is an argument
+    assert not np.allclose(first.position, again.position)
+    np.testing.assert_allclose(again.position, 1.0, atol=1e-3)
+    # A new function object is traced afresh.
+    _, n = count_compiles(ln.find_map, lambda x: quadratic(x), np.zeros(2), 200, 1e-2)
+    assert n >= 1

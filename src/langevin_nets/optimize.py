@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 from typing import Any, NamedTuple
 
 import jax
@@ -58,6 +59,14 @@ def find_map(
     MAPResult
         ``position`` has the shape of the start; ``loss_history`` is ``(num_steps,)``, or
         ``(num_steps, starts)`` for several starts.
+
+    Notes
+    -----
+    The search is one compiled program, reused by later calls: for a ``Posterior``, by any
+    posterior of the same model structure and data shapes; for a plain function, by calls
+    with the same function object (the last few are kept). As with ``jax.jit``, a plain
+    function is traced once: values it reads from outside (a global, a mutated attribute)
+    are those of its first call. The learning rate is an argument of the program.
     """
     num_steps = positive_int(num_steps, "num_steps")
     learning_rate = positive_float(learning_rate, "learning_rate")
@@ -86,10 +95,34 @@ def find_map(
         # serves every data set of a shape and every prior, e.g. each split of a benchmark.
         x, history = _adam_on_posterior(posterior, x0, lr, num_steps)
     else:
-        x, history = jax.jit(functools.partial(_adam, logdensity_fn, num_steps=num_steps))(
-            x0, lr
-        )
+        x, history = _plain_search(logdensity_fn, num_steps)(x0, lr)
     return MAPResult(x, history)
+
+
+# Compiled searches for plain log-density functions, the last few by (function, steps): a
+# call with the same function object reuses its program, as langevin's sampler cache does.
+_PLAIN_SEARCHES: OrderedDict[Hashable, Callable] = OrderedDict()
+_MAX_PLAIN_SEARCHES = 8
+
+
+def _plain_search(logdensity_fn: Callable[[Array], Array], num_steps: int) -> Callable:
+    """The jitted ``(x0, learning_rate) -> (x, history)`` for a plain function."""
+
+    def build() -> Callable:
+        return jax.jit(functools.partial(_adam, logdensity_fn, num_steps=num_steps))
+
+    key = (logdensity_fn, num_steps)
+    try:
+        hash(key)
+    except TypeError:  # an unhashable callable: compiled for this call alone
+        return build()
+    if key in _PLAIN_SEARCHES:
+        _PLAIN_SEARCHES.move_to_end(key)
+        return _PLAIN_SEARCHES[key]
+    program = _PLAIN_SEARCHES[key] = build()
+    while len(_PLAIN_SEARCHES) > _MAX_PLAIN_SEARCHES:
+        _PLAIN_SEARCHES.popitem(last=False)
+    return program
 
 
 def _adam(
