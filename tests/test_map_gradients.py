@@ -218,3 +218,13 @@ def test_find_map_reuses_its_program_for_the_same_function():
     # A new function object is traced afresh.
     _, n = count_compiles(ln.find_map, lambda x: quadratic(x), np.zeros(2), 200, 1e-2)
     assert n >= 1
+
+    # An unhashable callable is compiled for its call alone, and works.
+    class Unhashable:
+        __hash__ = None
+
+        def __call__(self, x):
+            return quadratic(x)
+
+    np.testing.assert_allclose(ln.find_map(Unhashable(), np.zeros(2), 200, 5e-2).position,
+                               again.position)  # fmt: skip

@@ -506,7 +506,8 @@ def _model_with(model: BayesianMLP, leaves: Any) -> BayesianMLP:
     hold ``model``'s own values give ``model`` itself; other concrete values give a copy
     with those values; placeholders (shapes, shardings) leave ``model`` as it is.
     """
-    if not isinstance(leaves, dict) or set(leaves) != set(model._hyperparameters()):
+    own = model._hyperparameters()
+    if not isinstance(leaves, dict) or set(leaves) != set(own):
         return model
     values = list(leaves.values())
     if any(isinstance(v, jax.core.Tracer) for v in values):
@@ -514,7 +515,6 @@ def _model_with(model: BayesianMLP, leaves: Any) -> BayesianMLP:
     if not all(isinstance(v, jax.Array | np.ndarray | float) and np.size(v) == 1
                for v in values):  # fmt: skip
         return model
-    own = model._hyperparameters()
     arrays = {k: np.asarray(v) for k, v in leaves.items()}
     if all(a == np.asarray(own[k], dtype=a.dtype) for k, a in arrays.items()):
         return model

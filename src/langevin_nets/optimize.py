@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -95,34 +94,20 @@ def find_map(
         # serves every data set of a shape and every prior, e.g. each split of a benchmark.
         x, history = _adam_on_posterior(posterior, x0, lr, num_steps)
     else:
-        x, history = _plain_search(logdensity_fn, num_steps)(x0, lr)
+        try:
+            search = _plain_search(logdensity_fn, num_steps)
+        except TypeError:  # an unhashable callable: compiled for this call alone
+            search = _plain_search.__wrapped__(logdensity_fn, num_steps)
+        x, history = search(x0, lr)
     return MAPResult(x, history)
 
 
-# Compiled searches for plain log-density functions, the last few by (function, steps): a
-# call with the same function object reuses its program, as langevin's sampler cache does.
-_PLAIN_SEARCHES: OrderedDict[Hashable, Callable] = OrderedDict()
-_MAX_PLAIN_SEARCHES = 8
-
-
+# The last few searches for plain log-density functions, by (function object, steps): a
+# call with the same function reuses its program, as langevin's sampler cache does.
+@functools.lru_cache(maxsize=8)
 def _plain_search(logdensity_fn: Callable[[Array], Array], num_steps: int) -> Callable:
     """The jitted ``(x0, learning_rate) -> (x, history)`` for a plain function."""
-
-    def build() -> Callable:
-        return jax.jit(functools.partial(_adam, logdensity_fn, num_steps=num_steps))
-
-    key = (logdensity_fn, num_steps)
-    try:
-        hash(key)
-    except TypeError:  # an unhashable callable: compiled for this call alone
-        return build()
-    if key in _PLAIN_SEARCHES:
-        _PLAIN_SEARCHES.move_to_end(key)
-        return _PLAIN_SEARCHES[key]
-    program = _PLAIN_SEARCHES[key] = build()
-    while len(_PLAIN_SEARCHES) > _MAX_PLAIN_SEARCHES:
-        _PLAIN_SEARCHES.popitem(last=False)
-    return program
+    return jax.jit(functools.partial(_adam, logdensity_fn, num_steps=num_steps))
 
 
 def _adam(

@@ -242,8 +242,9 @@ def _mlp_outputs(
 
 def _outputs_fn(model: Any) -> Any:
     """A jitted ``(positions, X) -> (outputs, sigma)`` for ``model``: one program per
-    structure for a :class:`BayesianMLP`, else one cached on the model object."""
-    if type(model) is BayesianMLP:
+    structure for a :class:`BayesianMLP` (its class is part of the structure), else one
+    cached on the model object."""
+    if isinstance(model, BayesianMLP):
         structure, hyper = _Structure(model), _hyper_leaves(model)
         return functools.partial(_mlp_outputs, structure, hyper)
     fn = getattr(model, "_predict_outputs", None)
