@@ -137,9 +137,15 @@ def test_summary_fields(demo_run):
     for name, m in summary["methods"].items():
         assert common <= set(m), f"{name} lacks {common - set(m)}"
         _finite_numbers(m, name)
-        # (The stand-in's weights sit on one particle: mean = quantiles up to rounding.)
+        # The stand-in's weights sit almost all on one particle, so the band is that
+        # particle's sigma and the weighted mean is it plus what the other weights add:
+        # with seed 0, smc_geometric puts 2.5e-6 on a particle whose sigma is 1.67 above the
+        # top one's, which moves the mean 4e-6 above the band. The mean can leave the band
+        # by at most (1 - top weight) x (sigma range); 1e-4 relative bounds that here.
         s = m["sigma"]
-        assert s["lower_90"] - 1e-9 <= s["mean"] <= s["upper_90"] + 1e-9
+        assert s["lower_90"] <= s["upper_90"]
+        slack = 1e-4 * abs(s["mean"])
+        assert s["lower_90"] - slack <= s["mean"] <= s["upper_90"] + slack
         assert 0.0 <= m["coverage_of_true_curve_90"] <= 1.0
     for name in ("smc_data", "smc_geometric", "smc_adaptive"):
         m = summary["methods"][name]

@@ -155,3 +155,36 @@ def test_non_finite_gradient_on_the_way_is_divergent_and_rejected():
     np.testing.assert_array_equal(np.asarray(info.acceptance_rate)[div], 0.0)
     np.testing.assert_array_equal(np.asarray(out.position)[div], np.tile(x0, (div.sum(), 1)))
     assert np.all(np.isfinite(np.asarray(out.logdensity)))
+
+
+@pytest.mark.parametrize(
+    ("friction", "per_step_test", "metropolis", "expect_fast"),
+    [(0.0, False, True, True), (0.5, False, True, False), (0.0, True, True, False),
+     (0.0, False, False, False), (1.0, True, True, False)],
+)  # fmt: skip
+def test_a_static_path_is_the_path_the_runtime_flags_choose(
+    friction, per_step_test, metropolis, expect_fast
+):
+    # The SMC engine fixes the path when it builds its program (moves.is_fast on the host
+    # settings); it must be the branch that lax.cond takes on the same settings as traced
+    # values, so that the engine's moves are the documented kernels.
+    fast_flag = moves.is_fast(friction, per_step_test, metropolis)
+    assert fast_flag is expect_fast
+    traced = jax.jit(moves.is_fast)(jnp.asarray(friction), per_step_test, metropolis)
+    assert bool(traced) is expect_fast
+    key, s = jax.random.PRNGKey(7), state_at(jnp.array([0.3, -1.0]))
+
+    def run(fast):
+        return jax.jit(lambda k, s: moves.move(
+            k, s, logdensity, 0.4, jnp.asarray(friction), 1.0, 5, per_step_test, metropolis,
+            fast=fast,
+        ))(key, s)  # fmt: skip
+
+    by_cond, by_static = run(None), run(fast_flag)
+    np.testing.assert_array_equal(by_cond[0].position, by_static[0].position)
+    np.testing.assert_array_equal(by_cond[1].acceptance_rate, by_static[1].acceptance_rate)
+    # The other static path is another kernel (noise, or a per-step test): the check can fail.
+    if per_step_test or not metropolis:
+        other = run(not fast_flag)
+        assert not np.array_equal(other[1].acceptance_rate, by_cond[1].acceptance_rate) or \
+            not np.array_equal(other[0].position, by_cond[0].position)

@@ -103,3 +103,17 @@ def test_ess():
         lw = jnp.asarray(np.log(w) + 2.0, jnp.float32)
     assert float(ess(lw)) == pytest.approx(1.0 / np.sum(w**2), rel=1e-5)
     assert float(ess(jnp.full(4, -jnp.inf))) == 0.0
+
+
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_the_engine_form_draws_what_the_scheme_draws(scheme):
+    # The SMC engine draws the uniforms once and switches among resampling.FROM_UNIFORMS; each
+    # must give the ancestors the public scheme gives for the same key.
+    w = jnp.asarray(WEIGHTS, jnp.float32)
+    for seed in range(20):
+        key = jax.random.PRNGKey(seed)
+        u = resampling.uniforms(key, w, N)
+        np.testing.assert_array_equal(
+            resampling.FROM_UNIFORMS[scheme](u, w), resampling.RESAMPLERS[scheme](key, w, N)
+        )
+    assert set(resampling.FROM_UNIFORMS) == set(resampling.RESAMPLERS)

@@ -27,6 +27,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.special import gammaln
 
 from langevin_nets.activations import get_activation
+from langevin_nets.gamma import log_gamma
 from langevin_nets.networks import Network, mlp, validate_layer_sizes
 from langevin_nets.validation import (
     as_float_matrix,
@@ -257,9 +258,11 @@ class BayesianMLP:
         w = jax.random.normal(kw, (*shape, self.num_weights)) * self._weight_std
         if not self.learns_noise:
             return w
-        sigma = jax.random.gamma(ks, self.noise_shape, shape)
-        # Guard against an underflow to 0 for small shapes.
-        log_sigma = jnp.log(jnp.maximum(sigma, jnp.finfo(w.dtype).tiny))
+        # In log space and without jax.random.gamma's loop (see langevin_nets.gamma); the
+        # floor keeps sigma a positive float for very small shapes.
+        log_sigma = jnp.maximum(
+            log_gamma(ks, self.noise_shape, shape, w.dtype), jnp.log(jnp.finfo(w.dtype).tiny)
+        )
         return jnp.concatenate([log_sigma[..., None], w], axis=-1)
 
     def posterior(self, X: Any, y: Any, data_chunk: int | None = None) -> Posterior:

@@ -43,8 +43,9 @@ from langevin_nets.errors import DivergenceError
 from langevin_nets.optimize import is_prng_key
 from langevin_nets.progress import LevelProgressBar, report_level
 from langevin_nets.smc import schedules, sharding, tuning
-from langevin_nets.smc.moves import MOVES, move
-from langevin_nets.smc.resampling import RESAMPLERS, ess
+from langevin_nets.smc.moves import MOVES, is_fast, move
+from langevin_nets.smc.resampling import FROM_UNIFORMS, RESAMPLERS, ess
+from langevin_nets.smc.resampling import uniforms as resampling_uniforms
 from langevin_nets.smc.tempered import tempered_logdensity
 from langevin_nets.validation import choice, fraction, nonnegative_int, positive_float, positive_int
 
@@ -137,14 +138,18 @@ class _Config(NamedTuple):
 
     Everything else is a runtime value in :class:`_Params`, so runs on one target with the
     same particle count and stage cap share one program whatever the schedule within its
-    family (tempering, or data annealing), thresholds, resampling scheme, move kind or
-    tuning options. The family is static because tempering needs only one log-likelihood
+    family (tempering, or data annealing), thresholds, resampling scheme or tuning
+    options. The family is static because tempering needs only one log-likelihood
     per particle, ``(N,)``, while data annealing needs the ``(N, n)`` per-datum matrix: a
     program holding both would reserve memory for the matrix even when it never runs.
+    ``fast_move`` is static too: plain HMC moves (the default) compile only the leapfrog
+    path, every other move (``ghmc``, friction, unadjusted) only the general BAOAB path;
+    holding both cost a third more compilation (yacht's network: 5.0 s against 3.5 s).
     ``mesh`` and ``particle_chunk`` say how the program is laid out (devices, memory), not
-    what it computes: they are left out of checkpoints, as is ``tempering`` (the schedule
-    kind is recorded). ``num_chains`` is recorded only when it is set (waste-free), so that
-    standard runs resume checkpoints written before it existed.
+    what it computes: they are left out of checkpoints, as are ``tempering`` (the schedule
+    kind is recorded) and ``fast_move`` (the move's settings are). ``num_chains`` is
+    recorded only when it is set (waste-free), so that standard runs resume checkpoints
+    written before it existed.
     """
 
     num_particles: int
@@ -154,6 +159,7 @@ class _Config(NamedTuple):
     mesh: Any = None  # jax.sharding.Mesh over the particles, or None for one device
     particle_chunk: int | None = None
     num_chains: int = 0  # waste-free SMC: chains resampled per stage (0: standard SMC)
+    fast_move: bool = True  # plain HMC moves: only the leapfrog path is compiled
 
 
 # Schedule kinds, as indices of a lax.switch.
@@ -415,20 +421,22 @@ def _advance(
         # -- 3. resample when the ESS is low (waste-free: N / P chain starts, always) -------
         stage_ess = ess(log_weights)
         w = jnp.where(failed == 0, jnp.exp(log_weights), jnp.full((N,), 1.0 / N, dtype))
+        # One draw of uniforms serves every scheme (see resampling.FROM_UNIFORMS).
+        u_resample = resampling_uniforms(k_resample, w, n_start)
         resamplers = [
-            functools.partial(RESAMPLERS[name], num_samples=n_start) for name in _RESAMPLING
+            functools.partial(FROM_UNIFORMS[name], u_resample) for name in _RESAMPLING
         ]
         if waste_free:
             do_resample = jnp.asarray(True)
             # The mass from the weighted particles: all N, before only N / P are kept.
             mass = stage_mass(c.particles, log_weights)
-            ancestors = jax.lax.switch(params.resampling, resamplers, k_resample, w)
+            ancestors = jax.lax.switch(params.resampling, resamplers, w)
             log_weights = jnp.full((n_start,), -math.log(n_start), dtype)
         else:
             do_resample = stage_ess < params.ess_threshold * N
             ancestors = jax.lax.cond(
                 do_resample,
-                lambda: jax.lax.switch(params.resampling, resamplers, k_resample, w),
+                lambda: jax.lax.switch(params.resampling, resamplers, w),
                 lambda: jnp.arange(N, dtype=jnp.int32),
             )
             log_weights = jnp.where(do_resample, jnp.full((N,), -math.log(N), dtype), log_weights)
@@ -466,7 +474,7 @@ def _advance(
             def one(ks: tuple) -> tuple:
                 return move(
                     ks[0], ks[1], logdensity, h, params.friction, mass, L,
-                    params.per_step_test, params.metropolis,
+                    params.per_step_test, params.metropolis, fast=config.fast_move,
                 )
 
             return per_particle(one, (keys, states))
@@ -689,7 +697,8 @@ def _settings(
 ) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed: every runtime value of the program
     (small ones as values, arrays by hash), its shapes, the key and the model."""
-    layout = ("mesh", "particle_chunk", "tempering")  # how it runs; kind is recorded
+    # How it runs: the kind, the move and its settings are recorded as runtime values.
+    layout = ("mesh", "particle_chunk", "tempering", "fast_move")
     out: dict[str, Any] = {k: v for k, v in config._asdict().items() if k not in layout}
     if not config.num_chains:
         del out["num_chains"]  # standard SMC: as recorded before waste-free existed
@@ -1002,7 +1011,9 @@ def smc(
 
     A :class:`~langevin_nets.model.Posterior` is a traced argument of the program: runs on
     data sets of the same shape (and the same model, particle count and stage cap) share
-    one compilation. A triple of functions is compiled in, data and all.
+    one compilation. A triple of functions is compiled in, data and all. Plain HMC moves
+    (``move="hmc"``, friction 0, Metropolis) and every other move compile separate
+    programs, each holding only its own path.
 
     Memory: tempering keeps one total log-likelihood per particle, ``(N,)``; data
     annealing forms the ``(N, n)`` per-datum matrix each stage (its adaptive batch
@@ -1200,6 +1211,7 @@ def smc(
         mesh=layout.mesh,
         particle_chunk=p_chunk,
         num_chains=num_chains,
+        fast_move=is_fast(gamma, move == "ghmc", metropolis),
     )
 
     # The small settings stay host (numpy) values, which the compiled calls take in without a
