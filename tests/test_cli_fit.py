@@ -9,6 +9,7 @@ predictive and evidence, in standardised and in original units.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import warnings
@@ -18,7 +19,7 @@ import numpy as np
 import pytest
 
 from langevin_nets.cli import main
-from langevin_nets.io.config import FIT_KEYS, load_toml, validate
+from langevin_nets.io.config import FIT_KEYS, UCI_KEYS, load_toml, validate
 
 
 def _has_smc() -> bool:
@@ -174,12 +175,12 @@ def test_smc_data(data: dict[str, Path], tmp_path: Path, capsys, waste_free: int
     assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 16
 
 
-def _closed_form(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, noise: float, standardize: bool
-                 ) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
+def _closed_form(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, noise: float, standardize: bool,
+                 prior_scale: float = 1.0) -> tuple[float, np.ndarray, np.ndarray]:  # fmt: skip
     """Bayesian linear regression with the CLI's model: log evidence, predictive mean and
     standard deviation of the function at ``Xt``, all in original units.
 
-    fan_in prior (prior_scale 1): weights ~ N(0, 1/d), bias ~ N(0, 1), in the units the
+    fan_in prior (prior_scale s): weights ~ N(0, s^2/d), bias ~ N(0, s^2), in the units the
     model works in (standardised with the training mean and std, ddof 0, if asked).
     """
     if standardize:
@@ -190,7 +191,7 @@ def _closed_form(X: np.ndarray, y: np.ndarray, Xt: np.ndarray, noise: float, sta
     s2 = (noise / sy) ** 2
     Phi = np.column_stack([Z, np.ones(len(Z))])
     Phit = np.column_stack([Zt, np.ones(len(Zt))])
-    prior = np.diag([1.0 / X.shape[1]] * X.shape[1] + [1.0])
+    prior = prior_scale**2 * np.diag([1.0 / X.shape[1]] * X.shape[1] + [1.0])
     K = Phi @ prior @ Phi.T + s2 * np.eye(len(u))
     _, logdet = np.linalg.slogdet(K)
     log_z = -0.5 * (u @ np.linalg.solve(K, u) + logdet + len(u) * np.log(2 * np.pi))
@@ -246,6 +247,52 @@ def test_linear_model_matches_closed_form_in_original_units(
     sd = np.sqrt(sd_f**2 + noise**2)
     ll = np.mean(-0.5 * ((test[:, 2] - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi))
     assert s["test"]["log_likelihood"] == pytest.approx(ll, abs=0.05)
+
+
+@needs_smc
+def test_select_keeps_the_candidate_of_highest_evidence(
+    data: dict[str, Path], tmp_path: Path, capsys
+) -> None:
+    """``--select prior_scale=...`` on Bayesian linear regression: each candidate's log
+    evidence against its closed form, the exact argmax chosen, and the outputs are the
+    chosen fit's; the written config.toml reruns the same selection."""
+    out = tmp_path / "run"
+    scales = (0.03, 0.3, 3.0)
+    argv = ["fit", "--data", str(data["lin_train"]), "--test", str(data["lin_test"]),
+            "--method", "smc-adaptive", "--hidden", "", "--noise-std", "4",
+            "--particles", "256", "--steps", "3", "--seed", "3", "--out", str(out),
+            "--select", "prior_scale=" + "/".join(map(str, scales))]  # fmt: skip
+    rc = main(argv)
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    s = json.loads((out / "summary.json").read_text())
+    train = np.loadtxt(data["lin_train"], delimiter=",", skiprows=1)
+    test = np.loadtxt(data["lin_test"], delimiter=",", skiprows=1)
+    exact = [_closed_form(train[:, :2], train[:, 2], test[:, :2], 4.0, True, p)[0]
+             for p in scales]  # fmt: skip
+    # The choice can go wrong: the exact evidences are several nats apart.
+    assert sorted(exact)[-1] - sorted(exact)[-2] > 3.0, exact
+    sel = s["selection"]
+    assert [c["options"] for c in sel["candidates"]] == [{"prior_scale": p} for p in scales]
+    got = [c["log_evidence"] for c in sel["candidates"]]
+    # As in the closed-form test above: about 0.2 nats of Monte Carlo sd; 1 nat allowed.
+    np.testing.assert_allclose(got, exact, atol=1.0)
+    best = int(np.argmax(exact))
+    assert sel["chosen_index"] == best and sel["chosen"] == f"prior_scale={scales[best]!r}"
+    # The outputs are the chosen fit's.
+    assert s["model"]["prior_scale"] == scales[best]
+    assert s["log_evidence"] == pytest.approx(got[best])
+    chosen = sel["candidates"][best]
+    assert s["test"]["log_likelihood"] == pytest.approx(chosen["test_log_likelihood"])
+    assert "prior_scale" not in s["config"]
+    assert s["config"]["select"] == ["prior_scale=0.03/0.3/3.0"]
+    assert f"chosen by the log evidence: prior_scale={scales[best]!r}" in cap.out
+    for i in range(3):
+        assert f"{i + 1}/3 prior_scale={scales[i]!r}: log evidence" in cap.out
+    # config.toml holds the selection and not the varied option, so it reruns as given.
+    cfg = load_toml(out / "config.toml")
+    assert "prior_scale" not in cfg and cfg["select"] == ["prior_scale=0.03/0.3/3.0"]
+    assert validate(cfg, keys=FIT_KEYS, style="cli")["select"] == ("prior_scale=0.03/0.3/3.0",)
 
 
 def test_config_file_merge_and_cli_override(data: dict[str, Path], tmp_path: Path,
@@ -396,6 +443,61 @@ def test_uci_protocol_plumbing(tmp_path: Path, monkeypatch, capsys) -> None:
     np.testing.assert_array_equal(calls[0][2][:, 0], [1.0, 2.0, 3.0])
     assert calls[0][4]["particles"] == 32
     assert capsys.readouterr().out == ""
+
+
+def test_uci_select_per_split(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``uci --select``: every candidate fit on every split, the highest log evidence kept
+    per split, the split's time all candidates' (fit stubbed out)."""
+    import langevin_nets.fit as fit_module
+    import langevin_nets.selection as selection_module
+    from langevin_nets.fit import Metrics
+
+    calls = []
+
+    class Fake:
+        def __init__(self, split: int, scale: float, hidden: tuple) -> None:
+            # Split 0 prefers scale 2 and 25 units, split 1 scale 1 and 7 units; the test
+            # scores say otherwise, so a choice by them would show.
+            good = (scale, hidden) == ((2.0, (25,)) if split == 0 else (1.0, (7,)))
+            self.log_evidence = -10.0 + 5.0 * good
+            self.test = Metrics(3, 1.0, -3.0 + (0.0 if good else 1.0), 0.9, {})
+            self.train = Metrics(9, 0.5, -1.0, 0.9, {})
+            self.gradient_evaluations = 5
+            self.wall_seconds = 0.5
+            self.stages = [{}]
+
+    # With fit()'s signature: select_by_evidence checks the candidates' options against it.
+    @functools.wraps(fit_module.fit)
+    def fake_fit(X, y, X_test, y_test, **kw):
+        calls.append(kw)
+        split = 0 if X_test[0, 0] == 0.0 else 1
+        return Fake(split, kw["prior_scale"], kw["hidden"])
+
+    monkeypatch.setattr(fit_module, "fit", fake_fit)
+    monkeypatch.setattr(selection_module, "fit", fake_fit)
+    root = _fake_uci(tmp_path / "uci")
+    out = tmp_path / "res"
+    rc = main(["uci", "tiny", "--data-dir", str(root), "--out", str(out),
+               "--select", "prior_scale=1/2", "--select", "hidden=7/25"])  # fmt: skip
+    cap = capsys.readouterr()
+    assert rc == 0, cap.err
+    assert len(calls) == 8  # 2 splits x 4 candidates
+    assert [(c["prior_scale"], c["hidden"]) for c in calls[:4]] == [
+        (1.0, (7,)), (1.0, (25,)), (2.0, (7,)), (2.0, (25,))]
+    assert all(c["activation"] == "relu" and c["integration_steps"] == 100 for c in calls)
+    res = json.loads((out / "results.json").read_text())
+    rows = res["splits"]
+    assert [r["chosen"] for r in rows] == [
+        "prior_scale=2.0, hidden=25", "prior_scale=1.0, hidden=7"]
+    assert [r["test_log_likelihood"] for r in rows] == [-3.0, -3.0]
+    assert [r["wall_seconds"] for r in rows] == [2.0, 2.0]  # four fits of 0.5 s
+    assert rows[0]["selection"]["chosen_index"] == 3
+    md = (out / "results.md").read_text()
+    assert "| chosen |" in md and "prior_scale=2.0, hidden=25 |" in md
+    assert "split 0: chose prior_scale=2.0, hidden=25" in cap.out
+    cfg = load_toml(out / "config.toml", UCI_KEYS)
+    assert "prior_scale" not in cfg and "hidden" not in cfg
+    assert cfg["select"] == ["prior_scale=1.0/2.0", "hidden=7/25"]
 
 
 def test_demo_delegates_to_run_demo(tmp_path: Path, monkeypatch) -> None:

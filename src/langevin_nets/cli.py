@@ -30,8 +30,10 @@ from langevin_nets.io.config import (
     UCI_KEYS,
     InputError,
     InputTypeError,
+    describe_candidate,
     ignored_options,
     load_toml,
+    select_candidates,
     validate,
 )
 
@@ -61,6 +63,7 @@ _GROUP_TITLES = {
     "langevin": "Langevin",
     "kernel": "BAOAB moves (all methods)",
     "run": "run",
+    "selection": "model selection by the log evidence",
     "parallel": "devices and processes",
     "uci": "UCI",
 }
@@ -102,7 +105,10 @@ def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str], command: 
             opt.kind == "bool" and opt.name not in _FLAGS
         ):
             help_text += f" (default: {_default_text(opt)})"
-        if opt.kind == "bool" and opt.name in _FLAGS:
+        if opt.kind == "select":
+            grp.add_argument(opt.flag, dest=opt.name, action="append", default=argparse.SUPPRESS,
+                             metavar=opt.metavar, help=help_text)  # fmt: skip
+        elif opt.kind == "bool" and opt.name in _FLAGS:
             grp.add_argument(opt.flag, action="store_true", default=argparse.SUPPRESS,
                              help=help_text)  # fmt: skip
         elif opt.kind == "bool":
@@ -384,14 +390,21 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from langevin_nets.checkpoint import CheckpointError
 
     own_ckpt, scratch = _process_checkpoint(ckpt, cfg, main_process)
+    selection: dict[str, Any] | None = None
     try:
         # Process 0 speaks for all.
         with _discrete_target_said(y, cfg, cfg["quiet"] or not main_process):
-            result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
-                         progress=not cfg["quiet"],
-                         feature_names=ds.features, target_name=ds.target, checkpoint=own_ckpt,
-                         checkpoint_every=cfg["checkpoint_every"],
-                         resume=cfg["resume"])  # fmt: skip
+            if cfg["select"]:
+                result, selection = _fit_selected(
+                    cfg, devices, X, y, X_test, y_test, cfg["quiet"],
+                    feature_names=ds.features, target_name=ds.target,
+                )
+            else:
+                result = fit(X, y, X_test, y_test, **_model_kwargs(cfg, devices),
+                             progress=not cfg["quiet"], feature_names=ds.features,
+                             target_name=ds.target, checkpoint=own_ckpt,
+                             checkpoint_every=cfg["checkpoint_every"],
+                             resume=cfg["resume"])  # fmt: skip
     except CheckpointError as e:
         raise InputError(f"{e} (--resume)") from None
     finally:
@@ -415,11 +428,66 @@ def cmd_fit(args: argparse.Namespace) -> int:
         "n_test": None if X_test is None else int(X_test.shape[0]),
     }
     with _quiet_warnings():
-        _write_fit_outputs(out, cfg, result, X, y, X_test, y_test, data_info)
+        _write_fit_outputs(out, cfg, result, X, y, X_test, y_test, data_info, selection)
     _stop_processes(cfg)
     if not cfg["quiet"]:
         _print_fit(result, out.path)
+        if selection is not None:
+            chosen = selection["candidates"][selection["chosen_index"]]
+            print(f"  chosen by the log evidence: {chosen['description']} (candidate "
+                  f"{selection['chosen_index'] + 1} of {len(selection['candidates'])})")
     return 0
+
+
+def _fit_selected(
+    cfg: dict[str, Any], devices: int | None, X: Any, y: Any, X_test: Any, y_test: Any,
+    quiet: bool, **fit_options: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """``--select``: every candidate fit, the highest training log evidence kept.
+
+    Returns the chosen fit and the ``selection`` record (summary.json, results.json).
+    """
+    from langevin_nets.selection import select_by_evidence
+
+    candidates = select_candidates(cfg["select"])
+    if not quiet:
+        print(f"  {len(candidates)} candidates (--select), compared by the log evidence on "
+              "the training data:")  # fmt: skip
+
+    def report(i: int, _: dict[str, Any], res: Any) -> None:
+        if not quiet:
+            print(f"    {i + 1}/{len(candidates)} {describe_candidate(candidates[i])}: log "
+                  f"evidence {_fmt(res.log_evidence, '.6g')} ({res.wall_seconds:.1f} s)",
+                  flush=True)  # fmt: skip
+
+    sel = select_by_evidence(
+        X, y, X_test, y_test, candidates=candidates, on_fit=report,
+        **_model_kwargs(cfg, devices), progress=not quiet, **fit_options,
+    )  # fmt: skip
+
+    def metric(m: Any, name: str) -> Any:
+        return None if m is None else getattr(m, name)
+
+    rows = []
+    for cand, res, log_z in zip(candidates, sel.fits, sel.log_evidences, strict=True):
+        rows.append({
+            "description": describe_candidate(cand),
+            "options": {k: list(v) if isinstance(v, tuple) else v for k, v in cand.items()},
+            "log_evidence": log_z if math.isfinite(log_z) else None,
+            "train_log_likelihood": metric(res.train, "log_likelihood"),
+            "test_log_likelihood": metric(res.test, "log_likelihood"),
+            "test_rmse": metric(res.test, "rmse"),
+            "wall_seconds": res.wall_seconds,
+        })
+    selection = {
+        "by": "highest log evidence on the training data (target's original units); ties go "
+        "to the earlier candidate; the test data play no part",
+        "chosen_index": sel.index,
+        "chosen": rows[sel.index]["description"],
+        "wall_seconds_all_candidates": sum(f.wall_seconds for f in sel.fits),
+        "candidates": rows,
+    }
+    return sel.best, selection
 
 
 def _only_checkpoint(path: Path) -> bool:
@@ -508,7 +576,7 @@ def _parallel_info(cfg: dict[str, Any], result: Any) -> dict[str, Any]:
 
 def _write_fit_outputs(
     out: Any, cfg: dict[str, Any], result: Any, X: Any, y: Any, X_test: Any, y_test: Any,
-    data_info: dict[str, Any],
+    data_info: dict[str, Any], selection: dict[str, Any] | None = None,
 ) -> None:  # fmt: skip
     from langevin_nets.io.outputs import (
         inference_data,
@@ -519,7 +587,15 @@ def _write_fit_outputs(
     from langevin_nets.io.report import write_report
 
     with out.staging() as tmp:
-        write_json(tmp / "summary.json", _summary(cfg, result, data_info))
+        summary = _summary(cfg, result, data_info)
+        if selection is not None:
+            varied = [item.partition("=")[0] for item in cfg["select"]]
+            summary["config"] = {k: v for k, v in cfg.items() if k not in varied}
+            chosen = selection["candidates"][selection["chosen_index"]]["options"]
+            # The model section describes the chosen candidate.
+            summary["model"].update({k: v for k, v in chosen.items() if k in summary["model"]})
+            summary["selection"] = selection
+        write_json(tmp / "summary.json", summary)
         if X_test is not None:
             pred = result.predict(X_test, 0.9)
             write_predictions(tmp / "predictions.csv", X_test, result.feature_names, pred,
@@ -538,8 +614,15 @@ def _config_text(cfg: dict[str, Any], command: str) -> str:
 
     # Run settings, not the fit's: the multi-process options differ between processes.
     run_only = ("out", "overwrite", "quiet", "resume", *PROCESS_KEYS)
-    keep = {k: v for k, v in cfg.items() if k not in run_only}
+    # Options varied by select are left out: a rerun varies them again.
+    varied = [item.partition("=")[0] for item in cfg.get("select") or ()]
+    keep = {k: v for k, v in cfg.items() if k not in run_only and k not in varied}
+    if keep.get("noise_std") is not None or "noise_std" in varied:
+        # A fixed noise level leaves the noise prior unused, and a rerun refuses both.
+        keep.pop("noise_shape", None)
     text = config_toml_text(keep, command)
+    if varied:
+        text += f"# {', '.join(varied)}: chosen by select (see selection in summary.json)\n"
     return text + "".join(f"# {k} = {cfg[k]!r} (of this run)\n" for k in run_only
                           if cfg.get(k) is not None)  # fmt: skip
 
@@ -640,13 +723,20 @@ def cmd_uci(args: argparse.Namespace) -> int:
     if not quiet:
         print(f"{PROG} uci {args.name}: {cfg['method']}, hidden {list(cfg['hidden'])}, "
               f"{cfg['activation']}, splits {_splits_text(splits)}")  # fmt: skip
+        if cfg["select"]:
+            print(f"  per split, the candidate with the highest training log evidence among "
+                  f"{', '.join(cfg['select'])}")  # fmt: skip
         print(_row_header())
     for k in splits:
         X, y, Xt, yt, _ = _uci_call(load_uci, args.name, k, data_dir)
         y, yt = y.reshape(-1), yt.reshape(-1)
         # Said once, not for every split.
+        selection = None
         with _discrete_target_said(y, cfg, quiet, say=k == splits[0]):
-            res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
+            if cfg["select"]:
+                res, selection = _fit_selected(cfg, devices, X, y, Xt, yt, quiet)
+            else:
+                res = fit(X, y, Xt, yt, **_model_kwargs(cfg, devices), progress=not quiet)
         row = {
             "split": k,
             "n_train": int(X.shape[0]),
@@ -662,9 +752,16 @@ def cmd_uci(args: argparse.Namespace) -> int:
             "num_stages": len(res.stages) if res.stages is not None else None,
             "device_count": int(getattr(res, "num_devices", 1)),
         }
+        if selection is not None:
+            # The split's time is every candidate's fit; the metrics are the chosen one's.
+            row["wall_seconds"] = selection["wall_seconds_all_candidates"]
+            row["chosen"] = selection["chosen"]
+            row["selection"] = selection
         rows.append(row)
         if not quiet:
             print(_row_text(row), flush=True)
+            if selection is not None:
+                print(f"    split {k}: chose {row['chosen']}", flush=True)
     if not main_process:
         _stop_processes(cfg)
         return 0
@@ -754,19 +851,33 @@ def _results_md(name: str, cfg: dict[str, Any], rows: list[dict[str, Any]], agg:
         f"One hidden layer {list(cfg['hidden'])}, {cfg['activation']}, prior {cfg['prior']}, "
         f"seed {cfg['seed']}. Test metrics in the target's original units.",
         "",
-        "| split | n_train | n_test | test RMSE | test LL | coverage 90% | log Z | seconds |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    select = bool(cfg.get("select"))
+    if select:
+        lines += [
+            f"Per split, the candidate with the highest log evidence on the training data among "
+            f"`{' '.join('--select ' + item for item in cfg['select'])}` (column *chosen*); the "
+            "metrics are the chosen fit's, the seconds all candidates' together.",
+            "",
+        ]
+    extra, rule = (" chosen |", " --- |") if select else ("", "")
+    lines += [
+        "| split | n_train | n_test | test RMSE | test LL | coverage 90% | log Z | seconds |"
+        + extra,
+        f"| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |{rule}",
     ]
     for r in rows:
         lines.append(
             f"| {r['split']} | {r['n_train']} | {r['n_test']} | {_fmt(r['test_rmse'], '.4f')} "
             f"| {_fmt(r['test_log_likelihood'], '.4f')} | {_fmt(r['test_coverage_90'], '.3f')} "
             f"| {_fmt(r['log_evidence'], '.2f')} | {_fmt(r['wall_seconds'], '.1f')} |"
+            + (f" {r['chosen']} |" if select else "")
         )
     lines += [
         f"| **mean ± s.e.** | | | {_pm(agg, 'test_rmse', '.4f')} "
         f"| {_pm(agg, 'test_log_likelihood', '.4f')} | {_pm(agg, 'test_coverage_90', '.3f')} "
-        f"| {_pm(agg, 'log_evidence', '.2f')} | {_pm(agg, 'wall_seconds', '.1f')} |",
+        f"| {_pm(agg, 'log_evidence', '.2f')} | {_pm(agg, 'wall_seconds', '.1f')} |"
+        + (" |" if select else ""),
         "",
     ]
     return "\n".join(lines)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from langevin_nets.fit import (
@@ -66,6 +66,7 @@ def select_by_evidence(
     y_test: Any = None,
     *,
     candidates: Sequence[Mapping[str, Any]],
+    on_fit: Callable[[int, dict[str, Any], FitResult], None] | None = None,
     **options: Any,
 ) -> EvidenceSelection:
     """Fit every candidate and keep the one with the highest training log evidence.
@@ -79,6 +80,9 @@ def select_by_evidence(
         Each candidate's :func:`~langevin_nets.fit.fit` options, e.g.
         ``[{"prior_scale": 1.0}, {"prior_scale": 2.0, "hidden": (25,)}]``; they override
         ``options``.
+    on_fit : callable, optional
+        Called as ``on_fit(index, candidate_options, fit_result)`` after each candidate's
+        fit, e.g. to report progress.
     **options
         :func:`~langevin_nets.fit.fit` options common to every candidate (``method`` must
         be an SMC method, the default ``smc-adaptive`` is one). Checkpoints are not
@@ -105,7 +109,14 @@ def select_by_evidence(
         _check_candidate(i, cand)
     check_data(X, y, X_test, y_test)
 
-    fits = tuple(fit(X, y, X_test, y_test, **cand) for cand in merged)
+    if on_fit is not None and not callable(on_fit):
+        raise InputTypeError(f"on_fit must be callable or None, got {type(on_fit).__name__}")
+    fits_list = []
+    for i, cand in enumerate(merged):
+        fits_list.append(fit(X, y, X_test, y_test, **cand))
+        if on_fit is not None:
+            on_fit(i, dict(cand), fits_list[-1])
+    fits = tuple(fits_list)
     log_z = tuple(math.nan if f.log_evidence is None else float(f.log_evidence) for f in fits)
     index = best_index(log_z)
     return EvidenceSelection(fits[index], index, tuple(merged), log_z, fits)

@@ -109,6 +109,12 @@ OPTIONS: tuple[Option, ...] = (
            "one, so the noise never falls below it; auto: the rounding noise h/sqrt(12) "
            "of a target on a grid of spacing h (20 distinct values or fewer), else 0",
            "model", metavar="Q|auto"),
+    Option("select", None, "select",
+           "choose among candidate values by the log evidence on the training data (SMC "
+           "methods): OPTION=V1/V2/..., once per option varied (hidden, activation, prior, "
+           "prior_scale, noise_shape, noise_std, heteroscedastic, noise_floor); every "
+           "combination is fit and the one with the highest log evidence is kept",
+           "selection", metavar="OPTION=V1/V2"),
     Option("standardize", True, "bool",
            "standardise inputs and target with the training statistics", "model"),
     # -- method ---------------------------------------------------------------------------
@@ -222,6 +228,11 @@ MODEL_KEYS = tuple(
 # Devices and chunks (what fit() takes besides MODEL_KEYS), and the multi-process options.
 PARALLEL_KEYS = ("devices", "particle_chunk", "data_chunk")
 PROCESS_KEYS = ("coordinator", "num_processes", "process_id")
+#: Options that --select may vary: the model and its prior, what the evidence compares.
+SELECTABLE = ("hidden", "activation", "prior", "prior_scale", "noise_shape", "noise_std",
+              "heteroscedastic", "noise_floor")  # fmt: skip
+#: The most candidates --select may ask for (all combinations of its values).
+MAX_CANDIDATES = 64
 SMC_METHODS = ("smc-adaptive", "smc-data", "smc-geometric")
 # Options that only some methods use: {option: methods that use it}.
 USED_BY: dict[str, tuple[str, ...]] = {
@@ -393,7 +404,56 @@ class _Converter:
             return self.hidden(value)
         if kind == "splits":
             return self.splits(value)
+        if kind == "select":
+            return self.select(value)
         raise AssertionError(f"unknown option kind {kind}")
+
+    def select(self, value: Any) -> tuple[str, ...]:
+        """``OPTION=V1/V2/...`` items (one per option varied), each value checked as its
+        option checks it; returned in a canonical text form (see :func:`select_candidates`)."""
+        what = "OPTION=V1/V2/... such as prior_scale=1/2 (or a list of them)"
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list | tuple) or not items:
+            self.fail(what, value, type_error=True)
+        if not all(isinstance(item, str) for item in items):
+            self.fail(what, value, type_error=True)
+        out: list[str] = []
+        seen: set[str] = set()
+        count = 1
+        for item in items:
+            name, sep, rest = item.partition("=")
+            key = name.strip().lstrip("-").replace("-", "_")
+            if not sep or not key:
+                self.fail(what, item)
+            if key not in SELECTABLE:
+                raise InputError(
+                    f"{self.label} cannot vary {name.strip()!r}{self.where}; it varies one "
+                    f"of: {', '.join(SELECTABLE)}"
+                )
+            if key in seen:
+                raise InputError(
+                    f"{self.label} varies {key} twice{self.where}; list all its values in one "
+                    f"{key}=V1/V2/..."
+                )
+            seen.add(key)
+            values = [_select_value(key, text, self.label, self.where) for text in rest.split("/")]
+            texts = [_select_text(key, v) for v in values]
+            if len(values) < 2:
+                raise InputError(
+                    f"{self.label} {item.strip()!r} gives one value{self.where}; give two or "
+                    f"more separated by / (for one value use {OPTION_BY_NAME[key].flag})"
+                )
+            dup = sorted({t for t in texts if texts.count(t) > 1})
+            if dup:
+                raise InputError(f"{self.label} {key} lists {dup[0]!r} twice{self.where}")
+            count *= len(values)
+            out.append(f"{key}=" + "/".join(texts))
+        if count > MAX_CANDIDATES:
+            raise InputError(
+                f"{self.label} asks for {count} candidates (every combination){self.where}; "
+                f"at most {MAX_CANDIDATES} are allowed"
+            )
+        return tuple(out)
 
     def names(self, value: Any) -> tuple[str, ...]:
         what = "a comma-separated list of column names such as A,B"
@@ -464,6 +524,51 @@ class _Converter:
         return tuple(dict.fromkeys(out))
 
 
+def _select_value(key: str, text: str, label: str, where: str) -> Any:
+    """One ``--select`` value of option ``key``, from its text, checked as the option is."""
+    opt = OPTION_BY_NAME[key]
+    text = text.strip()
+    if opt.kind == "bool":
+        if text.lower() not in ("true", "false"):
+            raise InputError(f"{label} {key}: values must be true or false, got {text!r}{where}")
+        return text.lower() == "true"
+    if text == "" and opt.kind != "hidden":
+        raise InputError(f"{label} {key}: an empty value{where}; separate values by / ")
+    try:
+        return _Converter(key, "cli", "").convert(opt.kind, text, opt.choices)
+    except InputError as e:
+        raise InputError(f"{label} {key}: {e}{where}") from None
+
+
+def _select_text(key: str, value: Any) -> str:
+    """The canonical text of a ``--select`` value (it reads back to the same value)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if OPTION_BY_NAME[key].kind == "hidden":
+        return ",".join(str(h) for h in value)
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def select_candidates(select: Any) -> list[dict[str, Any]]:
+    """Every combination of the values that a validated ``select`` option varies, in order
+    (the last option varies fastest): a list of ``{option: value}``."""
+    import itertools
+
+    if not select:
+        return []
+    names, values = [], []
+    for item in select:
+        key, _, rest = item.partition("=")
+        names.append(key)
+        values.append([_select_value(key, t, "--select", "") for t in rest.split("/")])
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
+
+
+def describe_candidate(candidate: Mapping[str, Any]) -> str:
+    """``prior_scale=2.0, hidden=25``: a candidate of :func:`select_candidates` as text."""
+    return ", ".join(f"{k}={_select_text(k, v)}" for k, v in candidate.items())
+
+
 def validate(
     options: Mapping[str, Any],
     *,
@@ -527,7 +632,39 @@ def validate(
             f"(particles / {wf} chains of {wf} states); got {label('particles')} {particles}"
         )
     _check_parallel(out, given, label)
+    if out.get("select"):
+        _check_select(options, out, given, keys, style, sources, label)
     return out
+
+
+def _check_select(
+    options: Mapping[str, Any], out: dict[str, Any], given: set[str], keys: tuple[str, ...],
+    style: str, sources: Mapping[str, str], label: Any,
+) -> None:  # fmt: skip
+    """Cross-checks of --select; every candidate is then checked whole, as one run's options."""
+    flag = label("select")
+    varied = [item.partition("=")[0] for item in out["select"]]
+    for key in varied:
+        if key in given:
+            raise InputError(
+                f"{label(key)} is given and also varied by {flag}; give one of them"
+            )
+    if out.get("method") not in SMC_METHODS:
+        raise InputError(
+            f"{flag} compares candidates by their log evidence, which only the SMC methods "
+            f"estimate; choose {label('method')} smc-adaptive, smc-data or smc-geometric"
+        )
+    for key in ("checkpoint_every", "resume"):
+        if key in given and out.get(key):
+            raise InputError(f"{flag} fits several candidates; {label(key)} is for a single fit")
+    if any(out.get(k) is not None for k in PROCESS_KEYS):
+        raise InputError(f"{flag} runs in one process; drop the multi-process options")
+    common = {k: v for k, v in options.items() if k != "select"}
+    for cand in select_candidates(out["select"]):
+        try:
+            validate({**common, **cand}, keys=keys, style=style, sources=sources)
+        except InputError as e:
+            raise InputError(f"{flag} candidate {describe_candidate(cand)}: {e}") from None
 
 
 def _check_parallel(out: dict[str, Any], given: set[str], label: Any) -> None:
