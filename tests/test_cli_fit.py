@@ -500,6 +500,34 @@ def test_uci_select_per_split(tmp_path: Path, monkeypatch, capsys) -> None:
     assert cfg["select"] == ["prior_scale=1.0/2.0", "hidden=7/25"]
 
 
+def test_select_with_no_finite_evidence_is_one_error_line(tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:  # fmt: skip
+    """Every candidate's fit failed: exit 1 with one ``error:`` line and no outputs."""
+    import langevin_nets.fit as fit_module
+    import langevin_nets.selection as selection_module
+    from langevin_nets.fit import Metrics
+
+    class Failed:
+        log_evidence = float("nan")
+        test = train = Metrics(3, 1.0, -3.0, 0.9, {})
+        gradient_evaluations, wall_seconds, stages = 5, 0.1, [{}]
+
+    @functools.wraps(fit_module.fit)
+    def fake_fit(X, y, X_test, y_test, **kw):
+        return Failed()
+
+    monkeypatch.setattr(selection_module, "fit", fake_fit)
+    root = _fake_uci(tmp_path / "uci")
+    out = tmp_path / "res"
+    rc = main(["uci", "tiny", "--data-dir", str(root), "--out", str(out), "--quiet",
+               "--select", "prior_scale=1/2"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert rc == 1
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --select: no candidate has a finite")
+    assert not out.exists()
+
+
 def test_demo_delegates_to_run_demo(tmp_path: Path, monkeypatch) -> None:
     import langevin_nets.demo as demo
 

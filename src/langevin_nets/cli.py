@@ -460,10 +460,17 @@ def _fit_selected(
                   f"evidence {_fmt(res.log_evidence, '.6g')} ({res.wall_seconds:.1f} s)",
                   flush=True)  # fmt: skip
 
-    sel = select_by_evidence(
-        X, y, X_test, y_test, candidates=candidates, on_fit=report,
-        **_model_kwargs(cfg, devices), progress=not quiet, **fit_options,
-    )  # fmt: skip
+    from langevin_nets.errors import DivergenceError
+
+    try:
+        sel = select_by_evidence(
+            X, y, X_test, y_test, candidates=candidates, on_fit=report,
+            **_model_kwargs(cfg, devices), progress=not quiet, **fit_options,
+        )  # fmt: skip
+    except DivergenceError:
+        raise
+    except RuntimeError as e:  # no candidate has a finite log evidence
+        raise DivergenceError(f"--select: {e}") from None
 
     def metric(m: Any, name: str) -> Any:
         return None if m is None else getattr(m, name)
@@ -592,8 +599,11 @@ def _write_fit_outputs(
             varied = [item.partition("=")[0] for item in cfg["select"]]
             summary["config"] = {k: v for k, v in cfg.items() if k not in varied}
             chosen = selection["candidates"][selection["chosen_index"]]["options"]
-            # The model section describes the chosen candidate.
-            summary["model"].update({k: v for k, v in chosen.items() if k in summary["model"]})
+            # The model section describes the chosen candidate (the rest of it comes from
+            # the chosen fit itself).
+            summary["model"].update(
+                {k: v for k, v in chosen.items() if k in ("activation", "prior", "prior_scale")}
+            )
             summary["selection"] = selection
         write_json(tmp / "summary.json", summary)
         if X_test is not None:
