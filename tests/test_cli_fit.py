@@ -494,6 +494,10 @@ def test_uci_select_per_split(tmp_path: Path, monkeypatch, capsys) -> None:
     assert rows[0]["selection"]["chosen_index"] == 3
     md = (out / "results.md").read_text()
     assert "| chosen |" in md and "prior_scale=2.0, hidden=25 |" in md
+    # The varied options are not reported at their unused defaults.
+    assert "One hidden layer by --select, relu, prior fan_in" in md
+    assert "hidden by --select" in cap.out
+    assert "hidden" not in res["config"] and "prior_scale" not in res["config"]
     assert "split 0: chose prior_scale=2.0, hidden=25" in cap.out
     cfg = load_toml(out / "config.toml", UCI_KEYS)
     assert "prior_scale" not in cfg and "hidden" not in cfg

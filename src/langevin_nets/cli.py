@@ -35,6 +35,7 @@ from langevin_nets.io.config import (
     load_toml,
     select_candidates,
     validate,
+    varied_options,
 )
 
 PROG = "langevin-nets"
@@ -596,8 +597,7 @@ def _write_fit_outputs(
     with out.staging() as tmp:
         summary = _summary(cfg, result, data_info)
         if selection is not None:
-            varied = [item.partition("=")[0] for item in cfg["select"]]
-            summary["config"] = {k: v for k, v in cfg.items() if k not in varied}
+            summary["config"] = _unvaried(cfg)
             chosen = selection["candidates"][selection["chosen_index"]]["options"]
             # The model section describes the chosen candidate (the rest of it comes from
             # the chosen fit itself).
@@ -625,8 +625,8 @@ def _config_text(cfg: dict[str, Any], command: str) -> str:
     # Run settings, not the fit's: the multi-process options differ between processes.
     run_only = ("out", "overwrite", "quiet", "resume", *PROCESS_KEYS)
     # Options varied by select are left out: a rerun varies them again.
-    varied = [item.partition("=")[0] for item in cfg.get("select") or ()]
-    keep = {k: v for k, v in cfg.items() if k not in run_only and k not in varied}
+    varied = varied_options(cfg.get("select"))
+    keep = {k: v for k, v in _unvaried(cfg).items() if k not in run_only}
     if keep.get("noise_std") is not None or "noise_std" in varied:
         # A fixed noise level leaves the noise prior unused, and a rerun refuses both.
         keep.pop("noise_shape", None)
@@ -731,8 +731,9 @@ def cmd_uci(args: argparse.Namespace) -> int:
     quiet = cfg["quiet"] or not main_process  # process 0 reports for all
     rows = []
     if not quiet:
-        print(f"{PROG} uci {args.name}: {cfg['method']}, hidden {list(cfg['hidden'])}, "
-              f"{cfg['activation']}, splits {_splits_text(splits)}")  # fmt: skip
+        hidden, activation, _ = _network_text(cfg)
+        print(f"{PROG} uci {args.name}: {cfg['method']}, hidden {hidden}, {activation}, "
+              f"splits {_splits_text(splits)}")  # fmt: skip
         if cfg["select"]:
             print(f"  per split, the candidate with the highest training log evidence among "
                   f"{', '.join(cfg['select'])}")  # fmt: skip
@@ -786,7 +787,7 @@ def cmd_uci(args: argparse.Namespace) -> int:
         "dataset": args.name,
         "method": cfg["method"],
         "seed": cfg["seed"],
-        "config": cfg,
+        "config": _unvaried(cfg),
         "protocol": "one hidden layer, training-split standardisation of inputs and target; "
         "test RMSE and mean test log predictive density in the target's original units; "
         "mean +- standard error (sample std / sqrt(splits)) over splits",
@@ -854,12 +855,29 @@ def _agg_text(agg: dict[str, Any]) -> str:
             f"coverage(90%) {_pm(agg, 'test_coverage_90', '.3f')}")  # fmt: skip
 
 
+def _unvaried(cfg: dict[str, Any]) -> dict[str, Any]:
+    """``cfg`` without the options ``--select`` varies (their values there are unused)."""
+    varied = varied_options(cfg.get("select"))
+    return {k: v for k, v in cfg.items() if k not in varied}
+
+
+def _network_text(cfg: dict[str, Any]) -> tuple[str, str, str]:
+    """The hidden layers, activation and prior as shown, or "by --select" where varied."""
+    varied = varied_options(cfg.get("select"))
+    shown = {"hidden": str(list(cfg["hidden"])), "activation": cfg["activation"],
+             "prior": cfg["prior"]}  # fmt: skip
+    return tuple(  # type: ignore[return-value]
+        "by --select" if k in varied else text for k, text in shown.items()
+    )
+
+
 def _results_md(name: str, cfg: dict[str, Any], rows: list[dict[str, Any]], agg: dict) -> str:
+    hidden, activation, prior = _network_text(cfg)
     lines = [
         f"# UCI {name}: {cfg['method']}",
         "",
-        f"One hidden layer {list(cfg['hidden'])}, {cfg['activation']}, prior {cfg['prior']}, "
-        f"seed {cfg['seed']}. Test metrics in the target's original units.",
+        f"One hidden layer {hidden}, {activation}, prior {prior}, seed {cfg['seed']}. Test "
+        "metrics in the target's original units.",
         "",
     ]
     select = bool(cfg.get("select"))

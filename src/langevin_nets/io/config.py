@@ -564,6 +564,11 @@ def select_candidates(select: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values)]
 
 
+def varied_options(select: Any) -> list[str]:
+    """The options that a validated ``select`` option varies, in its order (none if unset)."""
+    return [item.partition("=")[0] for item in select or ()]
+
+
 def describe_candidate(candidate: Mapping[str, Any]) -> str:
     """``prior_scale=2.0, hidden=25``: a candidate of :func:`select_candidates` as text."""
     return ", ".join(f"{k}={_select_text(k, v)}" for k, v in candidate.items())
@@ -643,8 +648,7 @@ def _check_select(
 ) -> None:  # fmt: skip
     """Cross-checks of --select; every candidate is then checked whole, as one run's options."""
     flag = label("select")
-    varied = [item.partition("=")[0] for item in out["select"]]
-    for key in varied:
+    for key in varied_options(out["select"]):
         if key in given:
             raise InputError(
                 f"{label(key)} is given and also varied by {flag}; give one of them"
