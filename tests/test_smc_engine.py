@@ -302,6 +302,18 @@ def test_progress_bar(capsys):
     assert "smc" in capsys.readouterr().err
 
 
+def test_progress_callback_is_compiled_in_only_with_a_bar(monkeypatch):
+    """A host callback in the program, even one never fired, costs jax's fast dispatch
+    path on every call: the stage loop holds one only when a bar is shown."""
+    calls = []
+    advance = engine._advance
+    monkeypatch.setattr(engine, "_advance", lambda *a: calls.append(a) or advance(*a))
+    for bar in (False, True):
+        smc(GAUSS, jax.random.PRNGKey(0), progress_bar=bar, **DATA)
+    texts = [advance.lower(*a).as_text() for a in calls]
+    assert ["callback" in text for text in texts] == [False, True]
+
+
 # -- validation ---------------------------------------------------------------------------
 
 
