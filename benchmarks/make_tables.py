@@ -4,8 +4,9 @@ Rewrites only the part of ``README.md`` between ``<!-- bench:start -->`` and
 ``<!-- bench:end -->`` (the markers and a ``## Benchmarks`` heading are appended at the end
 of the README when they are missing). Each results file becomes one subsection that states
 the command that produced it and the machine it ran on. Known benchmarks
-(``uci``, ``uci_peers``, ``uci_budget``, ``smc_vs_blackjax``, ``smc_network_reference``,
-``langevin_overhead``, ``peers``, ``smc_overhead``, ``scaling``) get their own tables; any
+(``uci``, ``uci_peers``, ``uci_ours``, ``uci_budget``, ``smc_vs_blackjax``,
+``smc_network_reference``, ``langevin_overhead``, ``peers``, ``smc_overhead``, ``scaling``)
+get their own tables; any
 other results file is listed with its command.
 
 Usage::
@@ -609,7 +610,8 @@ def render_uci(report: dict[str, Any]) -> str:
 
 
 def render_uci_peers(report: dict[str, Any]) -> str:
-    """The side-by-side table of ``benchmarks/uci_peers.py`` (its own function)."""
+    """The tables of ``benchmarks/uci_peers.py`` (its own function): side by side with
+    BlackJAX, or ours alone against the published numbers (``--no-blackjax``)."""
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     import uci_peers
@@ -649,6 +651,8 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "uci": ("UCI regression against the published numbers", render_uci),
     "uci_peers": ("UCI side by side: BlackJAX adaptive tempered SMC and ours",
                   render_uci_peers),
+    "uci_ours": ("UCI, ours alone on more splits, against the published numbers",
+                 render_uci_peers),
     "uci_budget": ("UCI: the sampler budget (particles x moves x leapfrog steps)",
                    render_uci_budget),
     "smc_vs_blackjax": ("SMC against BlackJAX", render_smc_vs_blackjax),
@@ -660,7 +664,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
     "layout": ("The dense network's layout: cost per gradient", render_layout),
     "scaling": ("Scaling: devices, particles, data size", render_scaling),
 }
-ORDER = ("uci", "uci_peers", "uci_budget", "smc_vs_blackjax", "smc_network_reference",
+ORDER = ("uci", "uci_peers", "uci_ours", "uci_budget", "smc_vs_blackjax", "smc_network_reference",
          "langevin_overhead", "peers", "smc_overhead", "layout", "scaling")
 
 

@@ -22,6 +22,11 @@ For each split asked for, in one process and alternating which goes first:
   ``--screen-steps K`` the six are fit first with ``K`` moves per stage and only the
   ``--keep`` best by that evidence fit in full (successive halving; the time counts all).
 
+With ``--no-blackjax`` only ours run (the fixed recipe and, with ``--evidence-selected``,
+the selection), for example on all 20 splits to set the screened selection beside the
+published numbers, which are means over all 20; the JSON's ``benchmark`` is then
+``uci_ours`` and its table compares with those numbers instead of BlackJAX.
+
 Both fit the same model: one hidden layer of the split's ``n_hidden`` ReLU units, fan-in
 prior of scale 1, Gamma(1, 1) prior on the noise level, data standardised with the
 training statistics. Test metrics are in the target's original units (as ``fit`` reports
@@ -34,6 +39,8 @@ Usage::
     nice .venv/bin/python benchmarks/uci_peers.py --evidence-selected --datasets boston \
         --splits 0-4 --out benchmarks/results/uci_peers_selected.json
     .venv/bin/python benchmarks/uci_peers.py --quick
+    .venv/bin/python benchmarks/uci_peers.py --no-blackjax --evidence-selected \
+        --screen-steps 1 --keep 1 --splits all --out benchmarks/results/uci_screened_all.json
 
 The JSON is written after every split and a rerun skips the splits already in it.
 """
@@ -180,23 +187,31 @@ def run_selected(problem: Any, seed: int, particles: int, steps: int, integratio
     return out
 
 
-def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int],
+def run_split(name: str, split: int, root: Path, seed: int, bj: dict[str, int] | None,
               ours: dict[str, int], blackjax_first: bool,
               selected: Sequence[tuple[float, float, bool]] = (),
-              screen: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+              screen: dict[str, int] | None = None, fixed: bool = True
+              ) -> dict[str, Any]:  # fmt: skip
     """Both samplers on one split, in the order asked for (ours' evidence-selected fits, if
-    any candidates are given, right after ours' fixed one)."""
+    any candidates are given, right after ours' fixed one); ours alone when ``bj`` is None,
+    and without the fixed recipe when not ``fixed``."""
     import peers
 
     problem = peers.uci_problem(name, split, root)
-    rec: dict[str, Any] = {"order": "blackjax first" if blackjax_first else "ours first"}
-    for who in ("blackjax", "ours") if blackjax_first else ("ours", "blackjax"):
+    if bj is None:  # --no-blackjax
+        order: tuple[str, ...] = ("ours",)
+        rec: dict[str, Any] = {"order": "ours only"}
+    else:
+        order = ("blackjax", "ours") if blackjax_first else ("ours", "blackjax")
+        rec = {"order": "blackjax first" if blackjax_first else "ours first"}
+    for who in order:
         if who == "blackjax":
             rec[who] = run_blackjax(problem, bj["particles"], bj["moves"],
                                     bj["integration_steps"], seed)  # fmt: skip
         else:
-            rec[who] = run_ours(problem, seed, ours["particles"], ours["steps"],
-                                ours["integration_steps"])
+            if fixed:
+                rec[who] = run_ours(problem, seed, ours["particles"], ours["steps"],
+                                    ours["integration_steps"])
             if selected:
                 rec["ours_selected"] = run_selected(
                     problem, seed, ours["particles"], ours["steps"], ours["integration_steps"],
@@ -247,8 +262,36 @@ def _signed_pm(v: dict[str, Any] | None) -> str:
     return f"{v['mean']:+.3f}" + ("" if se is None else f" ± {se:.3f}")
 
 
+_STATS = ("test_log_likelihood", "test_rmse", "wall_seconds", "run_seconds", "log_evidence")
+
+
+def aggregate_ours(data: dict[str, Any]) -> dict[str, Any]:
+    """``--no-blackjax``: per data set, ours' rows over the splits run, each against the best
+    published test log-likelihood (a mean over all 20 splits)."""
+    out = {}
+    for name, runs in data["runs"].items():
+        splits = sorted(int(s) for s in runs)
+        if not splits:
+            continue
+        recs = [runs[str(s)] for s in splits]
+        pub = uci.PUBLISHED.get(name)
+        best = None if pub is None else max(v[1] for v in pub.values())
+        row: dict[str, Any] = {"splits": splits, "best_published_log_likelihood": best}
+        for who in ("ours", "ours_selected"):
+            if all(who in r for r in recs):
+                stats = {k: uci.mean_se([r[who][k] for r in recs]) for k in _STATS}
+                ll = stats["test_log_likelihood"]
+                stats["beats_every_published_log_likelihood"] = (
+                    None if best is None or ll is None else bool(ll["mean"] > best))
+                row[who] = stats
+        out[name] = row
+    return out
+
+
 def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
     """Per data set over the splits both ran: means, time ratio, and the issue's verdict."""
+    if data["config"].get("blackjax") is None:
+        return aggregate_ours(data)
     out = {}
     for name, runs in data["runs"].items():
         splits = sorted(int(s) for s in runs)
@@ -289,9 +332,58 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
     return out
 
 
+def markdown_ours(data: dict[str, Any]) -> str:
+    """``--no-blackjax``: ours' rows against the best published test log-likelihood."""
+    cfg = data["config"]
+    screen = cfg.get("screen")
+    sel = cfg.get("selected_candidates")
+    how = ""
+    if sel:
+        how = (f" *Selected*: per split, the one of {len(sel)} candidates (those of "
+               "`uci.py`'s evidence-selected row) with the highest training log evidence"
+               + (f", after screening: all fit with {screen['steps']} move(s) per stage, the "
+                  f"{screen['keep']} best of those by log evidence fit again in full"
+                  if screen else "")
+               + "; its time counts all its fits.")
+    lines = [
+        f"Ours alone, {cfg['ours']['particles']} particles, {cfg['ours']['steps']} moves of "
+        f"{cfg['ours']['integration_steps']} leapfrog steps a stage. *Fixed*: `uci.py`'s fixed "
+        f"recipe.{how} Test LL and RMSE: mean ± standard error over the splits, original "
+        "units. The published numbers are means over all 20 splits, so the comparison holds "
+        "only on rows with all 20. Time per split includes compilation (the first split of "
+        "a data set compiles).",
+        "",
+        "| data set | splits | fixed test LL | selected test LL | best published test LL "
+        "| fixed RMSE | selected RMSE | fixed s / split | selected s / split "
+        "| beats every published? |",
+        "|" + "---|" * 10,
+    ]
+    for name, a in data["aggregate"].items():
+        fx, se = a.get("ours", {}), a.get("ours_selected", {})
+        best = a.get("best_published_log_likelihood")
+        verdict = []
+        for label, row in (("fixed", fx), ("selected", se)):
+            beats = row.get("beats_every_published_log_likelihood")
+            if beats is not None:
+                verdict.append(f"{label}: {'yes' if beats else 'no'}")
+        lines.append(
+            f"| {name} | {uci._splits_text(a['splits'])} "
+            f"| {uci._pm(fx.get('test_log_likelihood'), '.3f')} "
+            f"| {uci._pm(se.get('test_log_likelihood'), '.3f')} "
+            f"| {'–' if best is None else f'{best:.2f}'} "
+            f"| {uci._pm(fx.get('test_rmse'), '.3f')} | {uci._pm(se.get('test_rmse'), '.3f')} "
+            f"| {uci._pm(fx.get('wall_seconds'), '.1f')} "
+            f"| {uci._pm(se.get('wall_seconds'), '.1f')} "
+            f"| {'; '.join(verdict) or '–'} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def markdown(data: dict[str, Any]) -> str:
     """The side-by-side table (also rendered into the README by ``make_tables.py``)."""
     cfg = data["config"]
+    if cfg.get("blackjax") is None:
+        return markdown_ours(data)
     lines = [
         f"BlackJAX {cfg['blackjax_version']} adaptive tempered SMC, HMC kernel: "
         f"{cfg['blackjax']['particles']} particles, {cfg['blackjax']['moves']} moves per "
@@ -386,6 +478,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "stage, and again in full only the --keep best by that log evidence")
     p.add_argument("--keep", type=int, default=2, metavar="M",
                    help="candidates fit in full after screening (default: %(default)s)")
+    p.add_argument("--no-blackjax", action="store_true",
+                   help="ours only, set beside the published numbers instead of BlackJAX "
+                        "(e.g. on all splits); give its own --out")  # fmt: skip
+    p.add_argument("--no-fixed", action="store_true",
+                   help="with --no-blackjax and --evidence-selected: skip the fixed recipe "
+                        "(uci.py's results hold it on all splits)")  # fmt: skip
     p.add_argument("--out", type=Path, default=None, metavar="FILE.json")
     return p
 
@@ -402,6 +500,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if problem:
             print(f"error: {problem}", file=sys.stderr)
             return 2
+    if args.no_fixed and not (args.no_blackjax and args.evidence_selected):
+        print("error: --no-fixed needs --no-blackjax and --evidence-selected", file=sys.stderr)
+        return 2
     import peers
     from common import command_line, machine_info
     from langevin_nets.datasets import find_uci_dir
@@ -423,12 +524,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     bj = ({"particles": quick["particles"], "moves": quick["moves"],
            "integration_steps": quick["integration_steps"]} if quick else dict(BLACKJAX))
+    if args.no_blackjax:
+        bj = None
     ours = {"particles": quick["ours_particles"] if quick else uci.DEFAULT_PARTICLES,
             "steps": quick["ours_steps"] if quick else uci.DEFAULT_STEPS,
             "integration_steps": (quick["ours_integration_steps"] if quick
                                   else uci.DEFAULT_INTEGRATION_STEPS)}  # fmt: skip
-    config = {"blackjax": bj, "ours": ours, "seed": args.seed,
-              "blackjax_version": peers.blackjax.__version__}  # fmt: skip
+    config = {"blackjax": bj, "ours": ours, "seed": args.seed}
+    if bj is not None:
+        config["blackjax_version"] = peers.blackjax.__version__
+    if args.no_fixed:
+        config["fixed"] = False  # recorded only when skipped, as files before the option
     selected: tuple[tuple[float, float, bool], ...] = ()
     if args.evidence_selected:
         selected = QUICK_SELECTED if quick else SELECTED_CANDIDATES
@@ -439,7 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         screen = {"steps": args.screen_steps, "keep": min(args.keep, len(selected))}
         config["screen"] = screen
     out = args.out or (QUICK_OUT if quick else DEFAULT_OUT)
-    data: dict[str, Any] = {"benchmark": "uci_peers", "config": config, "runs": {}}
+    kind = "uci_peers" if bj is not None else "uci_ours"
+    data: dict[str, Any] = {"benchmark": kind, "config": config, "runs": {}}
     if out.exists():
         old = json.loads(out.read_text())
         if old.get("config") != config:
@@ -463,16 +570,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             rec = run_split(name, k, root, args.seed + k, bj, ours,
                             blackjax_first=order % 2 == 0, selected=selected,
-                            screen=screen)  # fmt: skip
+                            screen=screen, fixed=not args.no_fixed)  # fmt: skip
             order += 1
             rec["finished_utc"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             runs[str(k)] = rec
             data["aggregate"] = aggregate(data, args.uci_results)
             uci.write_json_atomic(data, out)
-            b, o = rec["blackjax"], rec["ours"]
-            print(f"{name} split {k}: BlackJAX LL {b['test_log_likelihood']:.3f} in "
-                  f"{b['wall_seconds']:.1f} s ({b['run_seconds']:.1f} s compiled); ours LL "
-                  f"{o['test_log_likelihood']:.3f} in {o['wall_seconds']:.1f} s", flush=True)
+            line = [f"{name} split {k}:"]
+            if "blackjax" in rec:
+                b = rec["blackjax"]
+                line.append(f"BlackJAX LL {b['test_log_likelihood']:.3f} in "
+                            f"{b['wall_seconds']:.1f} s ({b['run_seconds']:.1f} s compiled);")
+            if "ours" in rec:
+                o = rec["ours"]
+                line.append(f"ours LL {o['test_log_likelihood']:.3f} in {o['wall_seconds']:.1f} s")
+            print(" ".join(line), flush=True)
             if "ours_selected" in rec:
                 o = rec["ours_selected"]
                 print(f"  evidence-selected ({o['chosen']}): LL {o['test_log_likelihood']:.3f} "
@@ -481,8 +593,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     uci.write_json_atomic(data, out)
     print(markdown(data))
     print(f"results: {out}")
-    return 0 if all(math.isfinite(r["ours"]["test_log_likelihood"])
-                    for runs in data["runs"].values() for r in runs.values()) else 1  # fmt: skip
+    return 0 if all(math.isfinite(r[who]["test_log_likelihood"])
+                    for runs in data["runs"].values() for r in runs.values()
+                    for who in ("ours", "ours_selected") if who in r) else 1  # fmt: skip
 
 
 if __name__ == "__main__":
