@@ -584,11 +584,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if "ours" in rec:
                 o = rec["ours"]
                 line.append(f"ours LL {o['test_log_likelihood']:.3f} in {o['wall_seconds']:.1f} s")
-            print(" ".join(line), flush=True)
+            if len(line) > 1:
+                print(" ".join(line), flush=True)
             if "ours_selected" in rec:
                 o = rec["ours_selected"]
-                print(f"  evidence-selected ({o['chosen']}): LL {o['test_log_likelihood']:.3f} "
-                      f"in {o['wall_seconds']:.1f} s", flush=True)
+                lead = "  " if len(line) > 1 else f"{name} split {k}: "
+                print(f"{lead}evidence-selected ({o['chosen']}): LL "
+                      f"{o['test_log_likelihood']:.3f} in {o['wall_seconds']:.1f} s", flush=True)
     data["aggregate"] = aggregate(data, args.uci_results)
     uci.write_json_atomic(data, out)
     print(markdown(data))

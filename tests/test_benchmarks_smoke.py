@@ -287,10 +287,38 @@ def test_uci_peers_screened_selection_quick_run(tmp_path):
     assert "fit first with 1 move(s) per stage, the 1 with the highest" in text
 
 
+@pytest.mark.bench_smoke
+def test_uci_ours_alone_against_the_published_numbers(tmp_path):
+    """uci_peers.py --quick --no-blackjax --no-fixed --evidence-selected: ours' screened
+    selection alone, its row set beside the best published test LL. Never a timing."""
+    results = tmp_path / "results"
+    out = results / "uci_screened_all.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "uci_peers.py"), "--quick",
+           "--no-blackjax", "--no-fixed", "--evidence-selected", "--screen-steps", "1",
+           "--keep", "1", "--out", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["benchmark"] == "uci_ours" and report["config"]["blackjax"] is None
+    rec = report["runs"]["yacht"]["0"]
+    assert set(rec) == {"order", "ours_selected", "finished_utc"}
+    agg = report["aggregate"]["yacht"]
+    assert agg["best_published_log_likelihood"] == -1.18  # deep ensembles
+    sel = agg["ours_selected"]
+    assert sel["test_log_likelihood"]["mean"] == rec["ours_selected"]["test_log_likelihood"]
+    assert sel["beats_every_published_log_likelihood"] == (
+        sel["test_log_likelihood"]["mean"] > -1.18)
+    assert "ours" not in agg
+    text = _readme_tables(results, tmp_path)
+    assert "UCI, ours alone on more splits, against the published numbers" in text
+    assert "| yacht | 0 | – |" in text
+
+
 @pytest.mark.parametrize(
     ("extra", "match"),
     [(["--screen-steps", "2"], "--screen-steps needs --evidence-selected"),
-     (["--evidence-selected", "--screen-steps", "0"], "must be at least 1")],
+     (["--evidence-selected", "--screen-steps", "0"], "must be at least 1"),
+     (["--no-fixed", "--evidence-selected"], "--no-fixed needs --no-blackjax")],
 )  # fmt: skip
 def test_uci_peers_screening_options_are_checked(tmp_path, extra, match):
     # Checked before anything is imported or read: no BlackJAX or data needed.

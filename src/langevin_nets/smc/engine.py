@@ -957,7 +957,8 @@ def smc(
     initial_particles : array ``(N, dim)``, optional
         Draws from the prior to start from (default: ``sample_prior``).
     progress_bar : bool
-        Show the annealing level reached on stderr.
+        Show the annealing level reached on stderr. The bar's host callback is compiled in
+        only when it is shown, so turning it on or off compiles another program.
     checkpoint : path, optional
         Save the sampler's whole state to ``checkpoint.npz`` and ``checkpoint.json`` (a
         suffix ``.npz`` or ``.json`` on the path is dropped) every ``checkpoint_every``
