@@ -265,15 +265,21 @@ def _signed_pm(v: dict[str, Any] | None) -> str:
 _STATS = ("test_log_likelihood", "test_rmse", "wall_seconds", "run_seconds", "log_evidence")
 
 
+def _done(data: dict[str, Any]) -> list[tuple[str, list[int], list[dict[str, Any]]]]:
+    """Per data set with any split done: its name, the splits in order and their records."""
+    out = []
+    for name, runs in data["runs"].items():
+        splits = sorted(int(s) for s in runs)
+        if splits:
+            out.append((name, splits, [runs[str(s)] for s in splits]))
+    return out
+
+
 def aggregate_ours(data: dict[str, Any]) -> dict[str, Any]:
     """``--no-blackjax``: per data set, ours' rows over the splits run, each against the best
     published test log-likelihood (a mean over all 20 splits)."""
     out = {}
-    for name, runs in data["runs"].items():
-        splits = sorted(int(s) for s in runs)
-        if not splits:
-            continue
-        recs = [runs[str(s)] for s in splits]
+    for name, splits, recs in _done(data):
         pub = uci.PUBLISHED.get(name)
         best = None if pub is None else max(v[1] for v in pub.values())
         row: dict[str, Any] = {"splits": splits, "best_published_log_likelihood": best}
@@ -293,16 +299,11 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
     if data["config"].get("blackjax") is None:
         return aggregate_ours(data)
     out = {}
-    for name, runs in data["runs"].items():
-        splits = sorted(int(s) for s in runs)
-        if not splits:
-            continue
-        recs = [runs[str(s)] for s in splits]
+    for name, splits, recs in _done(data):
+        runs = data["runs"][name]
         row: dict[str, Any] = {"splits": splits}
         for who in ("blackjax", "ours"):
-            row[who] = {k: uci.mean_se([r[who][k] for r in recs])
-                        for k in ("test_log_likelihood", "test_rmse", "wall_seconds",
-                                  "run_seconds", "log_evidence")}  # fmt: skip
+            row[who] = {k: uci.mean_se([r[who][k] for r in recs]) for k in _STATS}
         row["paired_test_ll_difference"] = paired_difference(runs)
         bj, us = row["blackjax"], row["ours"]
         # Time per split, compilation included on both sides (BlackJAX compiles every split):
@@ -315,9 +316,7 @@ def aggregate(data: dict[str, Any], uci_json: Path) -> dict[str, Any]:
         row["goal_met"] = bool(row["at_least_as_good"] and share <= TIME_SHARE)
         row["evidence_selected"] = _evidence_selected(uci_json, name, splits)
         if all("ours_selected" in r for r in recs):
-            sel = {k: uci.mean_se([r["ours_selected"][k] for r in recs])
-                   for k in ("test_log_likelihood", "test_rmse", "wall_seconds",
-                             "run_seconds", "log_evidence")}  # fmt: skip
+            sel = {k: uci.mean_se([r["ours_selected"][k] for r in recs]) for k in _STATS}
             sel_share = sel["wall_seconds"]["mean"] / bj["wall_seconds"]["mean"]
             sel_good = sel["test_log_likelihood"]["mean"] >= bj["test_log_likelihood"]["mean"]
             row["ours_selected"] = {
