@@ -110,7 +110,7 @@ class Sizes:
 MALA_MOVES_PER_HMC_MOVE = 5
 
 # Three seeds per budget: at N = 8 single runs scatter by 0.2 nats on boston. On 2 cores a
-# boston run at N = 64, M = 10 takes ~20 s; the whole script runs in about 15 minutes.
+# boston run at N = 64, M = 10 takes ~20 s; the whole script ran in 10 minutes (AMD EPYC).
 # Langevin's budgets, like the SMC grid, go down to ones that miss the reference (on
 # boston 100 Adam steps do not reach the MAP region), so its time to accuracy is not set
 # by the sweep's floor; each budget compiles its own programs (the step counts are static).
@@ -298,13 +298,13 @@ def blackjax_smc(
 
 SMC_SAMPLERS = ("ours_smc", "blackjax_hmc", "blackjax_mala")
 LABELS = {
-    "ours_fastest": "ours: the faster of smc and langevin",
     "nuts_1chain": "NumPyro NUTS, 1 chain",
     "nuts_4chains": "NumPyro NUTS, 4 chains vectorised",
     "ours_smc": "ours: smc (adaptive tempering, HMC moves)",
     "blackjax_hmc": "BlackJAX adaptive tempered SMC, HMC",
     "blackjax_mala": "BlackJAX adaptive tempered SMC, MALA",
     "ours_langevin": "ours: langevin (MAP starts, tuned step)",
+    "ours_fastest": "ours: the faster of smc and langevin",
 }
 
 
