@@ -460,6 +460,12 @@ def run_fit(
 # -- aggregation -------------------------------------------------------------------------------
 
 
+def best_published_log_likelihood(name: str) -> float | None:
+    """The highest of :data:`PUBLISHED`'s test log-likelihoods for ``name`` (None if none)."""
+    pub = PUBLISHED.get(name)
+    return None if pub is None else max(ll for _, ll in pub.values())
+
+
 def mean_se(values: Sequence[float]) -> dict[str, Any] | None:
     """Mean and standard error (sample std / sqrt(k)); ``stderr`` None for one value."""
     v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
@@ -537,9 +543,8 @@ def aggregate(data: dict[str, Any], datasets: Sequence[str], cand_keys: Sequence
             # The same selection without the heteroscedastic candidates: what they changed.
             entry[HOMO_ROW] = _selected_row(runs, splits, homo_keys)
         ll = entry["fixed"]["test_log_likelihood"]
-        pub = PUBLISHED.get(name)
-        if ll is not None and pub is not None:
-            best = max(v[1] for v in pub.values())
+        best = best_published_log_likelihood(name)
+        if ll is not None and best is not None:
             entry["best_published_log_likelihood"] = best
             entry["fixed"]["beats_every_published_log_likelihood"] = ll["mean"] > best
             for row in ("evidence_selected", HOMO_ROW):

@@ -280,8 +280,7 @@ def aggregate_ours(data: dict[str, Any]) -> dict[str, Any]:
     published test log-likelihood (a mean over all 20 splits)."""
     out = {}
     for name, splits, recs in _done(data):
-        pub = uci.PUBLISHED.get(name)
-        best = None if pub is None else max(v[1] for v in pub.values())
+        best = uci.best_published_log_likelihood(name)
         row: dict[str, Any] = {"splits": splits, "best_published_log_likelihood": best}
         for who in ("ours", "ours_selected"):
             if all(who in r for r in recs):

@@ -554,8 +554,8 @@ def _advance(
             # One gradient per particle at the stage's start, then one per BAOAB step.
             steps_per_particle=h.steps_per_particle.at[t].set((1 + steps_total).astype(jnp.int32)),
         )
-        level = jnp.where(tempering, lam_new, k_new.astype(dtype))
         if config.progress:
+            level = jnp.where(tempering, lam_new, k_new.astype(dtype))
             report_level(params.bar_key, level, t + 1)
         return _Carry(
             t=t + 1,
